@@ -1,0 +1,25 @@
+"""Wait for a condition with a deadline, instead of sleeping and hoping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class ConditionTimeout(AssertionError):
+    """The condition did not hold before the deadline."""
+
+
+def wait_for(condition: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = "condition") -> T:
+    """Call `condition` until it returns something truthy and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise ConditionTimeout(f"{what} did not hold within {timeout} s (last result: {result!r})")
+        time.sleep(interval)
