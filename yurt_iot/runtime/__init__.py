@@ -1,0 +1,1 @@
+"""The device runtime: drivers, profile semantics, scheduling and telemetry."""
