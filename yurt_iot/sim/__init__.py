@@ -1,0 +1,1 @@
+"""Device simulators built on the real protocol stacks, for tests, benchmarks and the demo."""
