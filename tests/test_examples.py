@@ -31,19 +31,19 @@ def test_examples_apply_and_print_openyurt_columns(control_plane: ControlPlane) 
         "unchanged"
     ) == sum(1 for p in EXAMPLES.rglob("*.yaml") for d in yaml.safe_load_all(p.read_text()) if d)
 
-    patched = kubectl(control_plane, "patch", "device", "hangzhou-thermostat-1", "-n", namespace,
+    patched = kubectl(control_plane, "patch", "device", "thermostat-1", "-n", namespace,
                       "--subresource=status", "--type=merge", "-p", '{"status": {"synced": false}}')  # fmt: skip
     assert patched.returncode == 0, patched.stderr
     devices = kubectl(control_plane, "get", "devices", "-n", namespace, "-o", "wide")
     assert devices.returncode == 0, devices.stderr
     assert _header(devices.stdout) == ["NAME", "NODEPOOL", "SYNCED", "MANAGED", "AGE"]
     row = devices.stdout.splitlines()[1].split()
-    assert row[:4] == ["hangzhou-thermostat-1", "hangzhou", "false", "true"]
+    assert row[:4] == ["thermostat-1", "hangzhou", "false", "true"]
 
     short = kubectl(control_plane, "get", "dev,dsvc,dp", "-n", namespace)
     assert short.returncode == 0, short.stderr
-    for name in ("device.iot.openyurt.io/hangzhou-thermostat-1", "deviceservice.iot.openyurt.io/hangzhou-device-modbus",
-                 "deviceprofile.iot.openyurt.io/hangzhou-thermostat"):  # fmt: skip
+    for name in ("device.iot.openyurt.io/thermostat-1", "deviceservice.iot.openyurt.io/device-modbus",
+                 "deviceprofile.iot.openyurt.io/thermostat"):  # fmt: skip
         assert name in short.stdout
 
     pools = kubectl(control_plane, "get", "np")

@@ -342,3 +342,11 @@ class DeviceProfile(Resource):
 
     spec: DeviceProfileSpec
     status: DeviceProfileStatus | None = None
+
+
+def edge_name(resource: Device | DeviceService | DeviceProfile) -> str:
+    """The object's name on the edge platform, as OpenYurt derives it: the `yurt-iot-dock/edgex-object.name`
+    label of an object synced from the edge, else the object's own name. Devices name their service and
+    profile by these names."""
+    labels = resource.metadata.labels or {}
+    return labels.get(EDGEX_OBJECT_NAME_LABEL) or resource.metadata.name or ""
