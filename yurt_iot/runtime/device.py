@@ -1,0 +1,233 @@
+"""One device in the runtime: its poll loop and operating state, and reads and writes serialised with polls.
+
+Reading path: the schedule says which sources are due -> one driver read for all their resources (the driver
+coalesces) -> raw values through the profile's ValueSpecs -> one event per source -> the event sink (the
+spool). A device that cannot be reached goes DOWN and is retried no faster than its backoff allows; the first
+successful read brings it back UP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from yurt_iot.api.iot import Device, DeviceProfile, OperatingState
+from yurt_iot.runtime.backoff import Backoff
+from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX, EventEncoder
+from yurt_iot.runtime.metrics import RuntimeMetrics
+from yurt_iot.runtime.scheduler import Schedule, Source, parse_duration
+from yurt_iot.runtime.sdk import (
+    ConfigurationError,
+    ConnectionLost,
+    DeviceBinding,
+    Driver,
+    DriverError,
+    ReadResult,
+    ResourceBinding,
+    ResourceFailure,
+)
+from yurt_iot.runtime.values import ReadingError, Value, WriteRefusedError
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[str, bytes], bool]
+"""Takes (topic, payload) of an event; returns False when it could not accept it (spool full)."""
+StateListener = Callable[[str, OperatingState, str], None]
+"""Called with (device, new operating state, reason) when a device goes UP or DOWN."""
+
+
+class DeviceRunner:
+    """Polls one device on its schedule and serves on-demand reads and writes."""
+
+    def __init__(
+        self,
+        device: Device,
+        profile: DeviceProfile,
+        driver: Driver,
+        protocol: str,
+        sink: EventSink,
+        metrics: RuntimeMetrics,
+        *,
+        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+        backoff: Backoff | None = None,
+        on_state: StateListener | None = None,
+    ) -> None:
+        name = device.metadata.name
+        if not name:
+            raise ConfigurationError("device has no metadata.name")
+        self.name = name
+        self.device, self.profile, self.driver = device, profile, driver
+        self.resources = {r.name: ResourceBinding.from_resource(r) for r in profile.spec.device_resources or []}
+        self.binding = DeviceBinding(name, protocol, dict((device.spec.protocols or {})[protocol]), self.resources)
+        self.sources = [self._source(event.source_name, event.interval, bool(event.on_change))
+                        for event in device.spec.auto_events or []]  # fmt: skip
+        self.encoder = EventEncoder(
+            service=device.spec.service_name,
+            profile=device.spec.profile_name,
+            device=name,
+            resources={n: r.spec for n, r in self.resources.items()},
+            topic_prefix=topic_prefix,
+        )
+        self._sink, self._metrics, self._on_state = sink, metrics, on_state
+        self._backoff = backoff or Backoff()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._published: dict[str, dict[str, Value]] = {}  # source -> last published values, for onChange
+        self._last_error: dict[str, str] = {}  # resource -> last error logged, to log changes, not floods
+        self.state: OperatingState = "UNKNOWN"
+        self.last_connected_ms: int | None = None
+        self.latest: dict[str, tuple[Value, int]] = {}
+        """Latest value and origin (ns) of each resource read."""
+
+    def _source(self, name: str, interval: str, on_change: bool) -> Source:
+        if name in self.resources:
+            resources: tuple[str, ...] = (name,)
+        else:
+            command = next((c for c in self.profile.spec.device_commands or [] if c.name == name), None)
+            if command is None:
+                raise ConfigurationError(f"device {self.name}: autoEvent source {name!r} is no resource or command")
+            resources = tuple(op.device_resource or "" for op in command.resource_operations)
+        for resource in resources:
+            binding = self.resources.get(resource)
+            if binding is None or not binding.spec.readable:
+                raise ConfigurationError(f"device {self.name}: source {name!r} reads {resource!r}, not readable")
+        return Source(name, resources, parse_duration(interval), on_change)
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.driver.add_device(self.binding)
+        if self.sources:
+            self._task = asyncio.create_task(self._poll_forever(), name=f"poll {self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.driver.remove_device(self.name)
+
+    # --- polling -----------------------------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        schedule = Schedule(self.sources, loop.time())
+        retry_at = 0.0
+        late_seen = 0
+        while True:
+            delay = max(schedule.next_due(), retry_at) - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            due = schedule.take_due(loop.time())
+            if schedule.late > late_seen:
+                self._metrics.late.labels(self.name).inc(schedule.late - late_seen)
+                late_seen = schedule.late
+            if not due:
+                continue
+            names = list(dict.fromkeys(r for source in due for r in source.resources))
+            origin = time.time_ns()
+            started = loop.time()
+            try:
+                result = await self._read(names)
+            except DriverError as error:
+                self._metrics.errors.labels(self.name, "connection").inc()
+                self._set_state("DOWN", str(error))
+                retry_at = loop.time() + self._backoff.next_delay()
+                continue
+            self._metrics.poll_seconds.labels(self.name).observe(loop.time() - started)
+            retry_at = 0.0
+            self._publish(due, self._values(result, origin), origin)
+
+    async def _read(self, names: Sequence[str]) -> ReadResult:
+        async with self._lock:
+            try:
+                result = await self.driver.read(self.name, names)
+            except ResourceFailure as failure:  # the device answered, refusing the whole read
+                result = ReadResult(errors=dict.fromkeys(names, failure))
+        self._backoff.reset()
+        self.last_connected_ms = time.time_ns() // 1_000_000
+        self._set_state("UP", "read succeeded")
+        if result.requests:
+            self._metrics.requests.labels(self.name).inc(result.requests)
+        return result
+
+    def _values(self, result: ReadResult, origin: int) -> dict[str, Value]:
+        values: dict[str, Value] = {}
+        for name, raw in result.values.items():
+            try:
+                values[name] = value = self.resources[name].spec.to_value(raw)
+            except ReadingError as error:
+                self._resource_error(name, "reading", error)
+                continue
+            self.latest[name] = (value, origin)
+            self._last_error.pop(name, None)
+        for name, failure in result.errors.items():
+            self._resource_error(name, "resource", failure)
+        return values
+
+    def _resource_error(self, resource: str, kind: str, error: Exception) -> None:
+        self._metrics.errors.labels(self.name, kind).inc()
+        message = f"{type(error).__name__}: {error}"
+        if self._last_error.get(resource) != message:
+            self._last_error[resource] = message
+            logger.warning("device %s resource %s: %s", self.name, resource, message)
+
+    def _publish(self, due: Iterable[Source], values: Mapping[str, Value], origin: int) -> None:
+        for source in due:
+            readings = [(r, values[r]) for r in source.resources if r in values]
+            if source.on_change:
+                last = self._published.setdefault(source.name, {})
+                readings = [(r, v) for r, v in readings if r not in last or last[r] != v]
+                last.update(readings)
+            if not readings:
+                continue
+            if self._sink(self.encoder.topic(source.name), self.encoder.encode(source.name, origin, readings)):
+                self._metrics.readings.labels(self.name).inc(len(readings))
+            else:
+                self._metrics.rejected.labels(self.name).inc()
+
+    def _set_state(self, state: OperatingState, reason: str) -> None:
+        if state == self.state:
+            return
+        if state == "UP" and self.state == "DOWN":
+            self._metrics.reconnects.labels(self.name).inc()
+        log = logger.warning if state == "DOWN" else logger.info
+        log("device %s is %s: %s", self.name, state, reason)
+        self.state = state
+        self._metrics.up.labels(self.name).set(1 if state == "UP" else 0)
+        if self._on_state is not None:
+            self._on_state(self.name, state, reason)
+
+    # --- on demand ---------------------------------------------------------------------------------------
+
+    async def read(self, names: Sequence[str]) -> tuple[dict[str, Value], dict[str, DriverError]]:
+        """Read resources now (between polls, never during one); values and per-resource errors."""
+        unknown = [n for n in names if n not in self.resources]
+        if unknown:
+            raise ConfigurationError(f"device {self.name} has no resource {', '.join(unknown)}")
+        try:
+            result = await self._read(names)
+        except ConnectionLost as error:
+            self._set_state("DOWN", str(error))
+            raise
+        values = self._values(result, time.time_ns())
+        return values, dict(result.errors)
+
+    async def write(self, values: Mapping[str, Value]) -> None:
+        """Check, transform and write user values (strings as in desiredValue, or numbers and booleans).
+
+        WriteRefusedError names the resource and the reason (unknown, read-only, out of range) before
+        anything is sent; driver errors propagate after the device was tried.
+        """
+        raw: dict[str, Value] = {}
+        for name, value in values.items():
+            binding = self.resources.get(name)
+            if binding is None:
+                raise WriteRefusedError(f"device {self.name} has no resource {name!r}")
+            raw[name] = binding.spec.to_raw(value)
+        async with self._lock:
+            await self.driver.write(self.name, raw)

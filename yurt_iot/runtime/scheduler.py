@@ -1,0 +1,68 @@
+"""When each source of a device is due: fixed-rate schedules that do not drift and never pile up.
+
+A source is polled at start + k * interval for k = 1, 2, ...; the next slot follows from the slot number,
+not from when the last poll finished, so slow polls do not push the schedule back. A poll that finds
+itself one or more whole periods late skips the missed slots and counts them, instead of firing a burst
+of catch-up polls at a device that is already struggling.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration string such as "500ms", "10s" or "1m30s"."""
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise ValueError(f"{text!r} is not a duration such as 500ms, 10s or 1m30s")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+@dataclass(slots=True)
+class Source:
+    """An autoEvent: the resources read together and published as one event, and how often."""
+
+    name: str
+    resources: tuple[str, ...]
+    interval: float
+    on_change: bool = False
+    start: float = 0.0
+    slot: int = field(default=1)
+
+    @property
+    def next_due(self) -> float:
+        return self.start + self.slot * self.interval
+
+
+class Schedule:
+    """The sources of one device and which are due."""
+
+    def __init__(self, sources: Sequence[Source], now: float) -> None:
+        if not sources:
+            raise ValueError("a schedule needs at least one source")
+        for source in sources:
+            if source.interval <= 0:
+                raise ValueError(f"source {source.name!r}: the interval must be positive")
+            source.start, source.slot = now, 1
+        self.sources = list(sources)
+        self.late = 0
+        """Slots skipped because a poll came too late to take them, since the schedule started."""
+
+    def next_due(self) -> float:
+        return min(source.next_due for source in self.sources)
+
+    def take_due(self, now: float) -> list[Source]:
+        """The sources due at `now`, each moved to its next slot in the future."""
+        due = [source for source in self.sources if source.next_due <= now]
+        for source in due:
+            behind = math.floor((now - source.next_due) / source.interval)
+            self.late += behind
+            source.slot += behind + 1
+        return due
