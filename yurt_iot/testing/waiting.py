@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -23,3 +24,17 @@ def wait_for(condition: Callable[[], T], *, timeout: float, interval: float = 0.
         if time.monotonic() >= deadline:
             raise ConditionTimeout(f"{what} did not hold within {timeout} s (last result: {result!r})")
         time.sleep(interval)
+
+
+async def async_wait_for(
+    condition: Callable[[], T], *, within: float, interval: float = 0.01, what: str = "condition"
+) -> T:
+    """`wait_for` for code on an event loop: polls `condition` without blocking the loop, for `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise ConditionTimeout(f"{what} did not hold within {within} s (last result: {result!r})")
+        await asyncio.sleep(interval)
