@@ -186,6 +186,7 @@ class DeviceRunner:
             if not readings:
                 continue
             if self._sink(self.encoder.topic(source.name), self.encoder.encode(source.name, origin, readings)):
+                self._metrics.events.labels(self.name).inc()
                 self._metrics.readings.labels(self.name).inc(len(readings))
             else:
                 self._metrics.rejected.labels(self.name).inc()

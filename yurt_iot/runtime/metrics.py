@@ -30,6 +30,7 @@ class RuntimeMetrics:
         )
         self.up = Gauge("yurt_iot_device_up", "1 while the device answers, 0 while it is DOWN", ["device"], registry=r)
         self.readings = Counter("yurt_iot_readings", "Readings put into events", ["device"], registry=r)
+        self.events = Counter("yurt_iot_events", "Events accepted for delivery (spooled)", ["device"], registry=r)
         self.rejected = Counter(
             "yurt_iot_events_rejected", "Events not accepted because the spool was full", ["device"], registry=r
         )
