@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 _POLL_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -11,6 +11,7 @@ class RuntimeMetrics:
     """The runtime's metrics; per-device series are labelled with the device name."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add noise
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.poll_seconds = Histogram(
@@ -34,4 +35,3 @@ class RuntimeMetrics:
         self.rejected = Counter(
             "yurt_iot_events_rejected", "Events not accepted because the spool was full", ["device"], registry=r
         )
-        self.spool_depth = Gauge("yurt_iot_spool_depth", "Events waiting in the spool", registry=r)
