@@ -17,7 +17,6 @@ import secrets
 import socket
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from kubernetes.client.rest import ApiException
 from yurt_iot.testing import netguard
 from yurt_iot.testing.controlplane import UNPRIVILEGED_USER, ControlPlane
 from yurt_iot.testing.mosquitto import Mosquitto
+from yurt_iot.testing.waiting import wait_for
 
 EXPECTED_K8S = "v" + os.environ.get("K8S_VERSION", "1.34.4")
 EXPECTED_ETCD = os.environ.get("ETCD_VERSION", "3.6.16")
@@ -38,17 +38,7 @@ TIMEOUT = 10.0
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
-    """Poll `condition` until it returns a truthy value (returned) or raise after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
+    return wait_for(condition, timeout=timeout, what=what)
 
 
 # --------------------------------------------------------------------------- control plane

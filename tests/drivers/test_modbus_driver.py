@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import importlib.util
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import Any
 
 import pytest
 import yaml
@@ -34,32 +33,12 @@ from yurt_iot.runtime.sdk import (
     ResourceFailure,
 )
 from yurt_iot.sim.modbus import Fault, FaultMode, ModbusSimulator, discrete_input_value, input_register_value
+from yurt_iot.testing.waiting import async_test, async_wait_for
 
 TEST_TIMEOUT = 30.0
 DEADLINE = 10.0
 SMALL = 300
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-P = ParamSpec("P")
-
-
-def async_test(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
-    """Run an async test in its own event loop, with an overall deadline."""
-
-    @functools.wraps(test)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
-
-    return run
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str, deadline: float = DEADLINE) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not await condition():
-        if loop.time() > end:
-            pytest.fail(f"timed out after {deadline}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def connections_to(port: int) -> int:
@@ -132,7 +111,7 @@ EVERY_TABLE = [
 ]
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_reads_and_writes_every_table() -> None:
     async with ModbusSimulator(units=[1], update_period=None, table_size=SMALL) as sim, modbus_driver() as driver:
         await driver.add_device(DeviceBinding("plc", "modbus-tcp", tcp(sim), bindings(EVERY_TABLE)))
@@ -162,7 +141,7 @@ async def test_reads_and_writes_every_table() -> None:
         )
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_a_register_bit_is_written_by_read_modify_write() -> None:
     profile = bindings(
         [resource("word", "Uint16", "HOLDING_REGISTERS", 4), resource("bit9", "Bool", "HOLDING_REGISTERS", "4.9")]
@@ -178,7 +157,7 @@ async def test_a_register_bit_is_written_by_read_modify_write() -> None:
         assert values_of(await driver.read("plc", ["word"])) == {"word": 0x00FF}
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_writes_refused_before_anything_is_sent() -> None:
     async with ModbusSimulator(units=[1], update_period=None, table_size=SMALL) as sim, modbus_driver() as driver:
         await driver.add_device(DeviceBinding("plc", "modbus-tcp", tcp(sim), bindings(EVERY_TABLE)))
@@ -195,7 +174,7 @@ async def test_writes_refused_before_anything_is_sent() -> None:
         assert sim.stats.requests() == 0
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_one_hundred_adjacent_registers_take_one_request() -> None:
     profile = bindings([resource(f"r{a}", "Uint16", "INPUT_REGISTERS", 1000 + a, "R") for a in range(100)])
     async with ModbusSimulator(units=[7], update_period=None) as sim, modbus_driver() as driver:
@@ -208,7 +187,7 @@ async def test_one_hundred_adjacent_registers_take_one_request() -> None:
         assert sim.stats.registers_read(unit=7) == 300
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_units_behind_one_endpoint_share_one_connection() -> None:
     profile = bindings([resource("u16", "Uint16", "HOLDING_REGISTERS", 0)])
     async with ModbusSimulator(units=[1, 2], update_period=None, table_size=SMALL) as sim, modbus_driver() as driver:
@@ -229,10 +208,10 @@ async def test_units_behind_one_endpoint_share_one_connection() -> None:
         async def closed() -> bool:
             return connections_to(sim.port) == 0
 
-        await eventually(closed, "the last device's removal to close the connection")
+        await async_wait_for(closed, within=DEADLINE, what="the last device's removal to close the connection")
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_an_exception_response_fails_only_the_resources_of_its_request() -> None:
     profile = bindings([
         resource("low", "Uint16", "HOLDING_REGISTERS", 0), resource("low2", "Uint16", "HOLDING_REGISTERS", 1),
@@ -260,7 +239,7 @@ async def test_an_exception_response_fails_only_the_resources_of_its_request() -
         assert connections_to(sim.port) == 1
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_a_timeout_is_connection_lost_and_the_next_read_after_healing_succeeds() -> None:
     profile = bindings([resource("u16", "Uint16", "HOLDING_REGISTERS", 0)])
     async with ModbusSimulator(units=[1], update_period=None, table_size=SMALL) as sim, modbus_driver() as driver:
@@ -277,7 +256,7 @@ async def test_a_timeout_is_connection_lost_and_the_next_read_after_healing_succ
 
 
 @pytest.mark.parametrize("mode", [FaultMode.MALFORMED, FaultMode.DISCONNECT])
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_a_broken_reply_is_connection_lost_at_once_then_it_recovers(mode: FaultMode) -> None:
     profile = bindings([resource("block", "Uint64", "HOLDING_REGISTERS", 0)])
     async with ModbusSimulator(units=[1], update_period=None, table_size=SMALL) as sim, modbus_driver() as driver:
@@ -291,7 +270,7 @@ async def test_a_broken_reply_is_connection_lost_at_once_then_it_recovers(mode: 
         assert values_of(await driver.read("plc", ["block"])) == {"block": 42}
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_rtu_over_tcp() -> None:
     profile = bindings(
         [
@@ -321,7 +300,7 @@ async def test_rtu_over_tcp() -> None:
         assert values_of(await driver.read("d5", ["i32"])) == {"i32": -5}
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_a_stopped_device_is_connection_lost_and_reads_resume_within_a_second_of_its_restart() -> None:
     profile = bindings([resource("u16", "Uint16", "HOLDING_REGISTERS", 0)])
     async with ModbusSimulator(units=[1], update_period=None, table_size=SMALL) as sim, modbus_driver() as driver:
@@ -341,11 +320,11 @@ async def test_a_stopped_device_is_connection_lost_and_reads_resume_within_a_sec
             except ConnectionLost:
                 return False
 
-        await eventually(read_succeeds, "a read after the restart")
+        await async_wait_for(read_succeeds, within=DEADLINE, what="a read after the restart")
         assert loop.time() - started < 1.0
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_a_hundred_devices_behind_a_dead_endpoint_do_not_hammer_it() -> None:
     accepted = 0
 
@@ -374,7 +353,7 @@ async def test_a_hundred_devices_behind_a_dead_endpoint_do_not_hammer_it() -> No
 
 
 @pytest.mark.parametrize("framer", [FramerType.SOCKET, FramerType.RTU])
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_a_read_cancelled_in_flight_leaves_no_stale_reply_behind(framer: FramerType) -> None:
     profile = bindings(
         [resource("a", "Uint16", "HOLDING_REGISTERS", 0), resource("b", "Uint16", "HOLDING_REGISTERS", 50)]
@@ -393,7 +372,7 @@ async def test_a_read_cancelled_in_flight_leaves_no_stale_reply_behind(framer: F
         async def in_flight() -> bool:
             return sim.stats.requests(function_code=3) > sent
 
-        await eventually(in_flight, "the read to reach the device")
+        await async_wait_for(in_flight, within=DEADLINE, what="the read to reach the device")
         read.cancel()
         with pytest.raises(asyncio.CancelledError):
             await read
@@ -401,14 +380,14 @@ async def test_a_read_cancelled_in_flight_leaves_no_stale_reply_behind(framer: F
         async def dropped() -> bool:
             return connections_to(sim.port) == 0
 
-        await eventually(dropped, "the connection with a reply outstanding to be closed")
+        await async_wait_for(dropped, within=DEADLINE, what="the connection with a reply outstanding to be closed")
         sim.faults.clear()
         # the late reply to "a" (same function code and size) would be taken for these on the old connection
         assert values_of(await driver.read("plc", ["b"])) == {"b": 2}
         assert values_of(await driver.read("plc", ["a"])) == {"a": 1}
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_the_example_thermostat_reads_from_the_simulator() -> None:
     documents = list(yaml.safe_load_all((EXAMPLES / "iot" / "modbus-thermostat.yaml").read_text()))
     profile = DeviceProfile.model_validate(next(d for d in documents if d["kind"] == "DeviceProfile"))
@@ -440,7 +419,7 @@ def serial_unit(unit: int) -> SimDevice:
 
 @pytest.mark.skipif(shutil.which("socat") is None, reason="needs socat to link two ptys (apt-get install socat)")
 @pytest.mark.skipif(importlib.util.find_spec("serial") is None, reason="needs pyserial (pymodbus[serial])")
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_rtu_over_a_serial_line(tmp_path: Path) -> None:
     """Two units on one line, behind a pty pair: pymodbus's serial server at one end, the driver at the other."""
     server_end, driver_end = tmp_path / "device", tmp_path / "gateway"
@@ -463,7 +442,7 @@ async def test_rtu_over_a_serial_line(tmp_path: Path) -> None:
         async def linked() -> bool:
             return server_end.exists() and driver_end.exists()
 
-        await eventually(linked, "socat to create the pty pair")
+        await async_wait_for(linked, within=DEADLINE, what="socat to create the pty pair")
         server = ModbusSerialServer([serial_unit(3), serial_unit(4)], port=str(server_end), baudrate=19200)
         await server.serve_forever(background=True)
         try:
@@ -487,7 +466,7 @@ async def test_rtu_over_a_serial_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("serial") is None, reason="needs pyserial (pymodbus[serial])")
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_a_missing_serial_port_is_connection_lost(tmp_path: Path) -> None:
     properties = {"Address": str(tmp_path / "ttyUSB9"), "UnitID": "1", "BaudRate": "9600", "DataBits": "8",
                   "StopBits": "1", "Parity": "N"}  # fmt: skip
@@ -529,7 +508,7 @@ RTU_OK = {
         ("modbus-ascii", TCP_OK, "protocol 'modbus-ascii' is none of"),
     ],
 )
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_bad_protocol_properties_name_the_device_and_property(
     protocol: str, properties: dict[str, str], message: str
 ) -> None:
@@ -547,13 +526,13 @@ async def test_bad_protocol_properties_name_the_device_and_property(
         ("modbus-rtu", {**RTU_OK, "Parity": "e", "StopBits": "2", "Timeout": "0.25"}),
     ],
 )
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_good_protocol_properties(protocol: str, properties: dict[str, str]) -> None:
     async with modbus_driver() as driver:
         await driver.add_device(DeviceBinding("dev", protocol, properties, {}))
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_bad_attributes_fail_add_device() -> None:
     profile = bindings(
         [resource("ok", "Int16", "HOLDING_REGISTERS", 0), resource("bad", "Int16", "HOLDING_REGISTERS", "0.1")]

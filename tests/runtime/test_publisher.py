@@ -34,7 +34,7 @@ from yurt_iot.runtime.backoff import Backoff
 from yurt_iot.runtime.publisher import EVENT_ID_PROPERTY, POISON_STRIKES, MqttPublisher, MqttSettings
 from yurt_iot.runtime.spool import Spool, SpoolError
 from yurt_iot.testing.mosquitto import Mosquitto
-from yurt_iot.testing.waiting import wait_for
+from yurt_iot.testing.waiting import async_wait_for, wait_for
 
 TIMEOUT = 20.0
 USER, PASSWORD = "gateway", "s3cret-" + secrets.token_hex(4)
@@ -123,12 +123,7 @@ async def running(publisher: MqttPublisher) -> AsyncIterator[asyncio.Task[None]]
 
 
 async def until(condition: Callable[[], object], what: str) -> None:
-    """Wait (letting the loop run) until `condition()` is true; fail after TIMEOUT seconds."""
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {TIMEOUT} s waiting for {what}")
-        await asyncio.sleep(0.01)
+    await async_wait_for(condition, within=TIMEOUT, what=what)
 
 
 def payload_for(seq: int, max_size: int = 3000) -> bytes:

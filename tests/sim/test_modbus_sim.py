@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, ParamSpec
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -31,33 +29,12 @@ from yurt_iot.sim.modbus import (
     discrete_input_value,
     input_register_value,
 )
+from yurt_iot.testing.waiting import async_test, async_wait_for
 
 TEST_TIMEOUT = 30.0
 DEADLINE = 10.0
 #: Small tables start in a few milliseconds; tests that need the default size say so.
 SMALL = 200
-
-P = ParamSpec("P")
-
-
-def async_test(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
-    """Run an async test in its own event loop, with an overall deadline."""
-
-    @functools.wraps(test)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), TEST_TIMEOUT))
-
-    return run
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str, deadline: float = DEADLINE) -> None:
-    """Poll `condition` until it holds; fail after `deadline` seconds."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not await condition():
-        if loop.time() > end:
-            pytest.fail(f"timed out after {deadline}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -102,7 +79,7 @@ def exception_code(response: ModbusPDU) -> int:
     return response.exception_code
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_every_table_reads_and_keeps_writes() -> None:
     async with ModbusSimulator(units=[1], update_period=None) as sim, modbus_client(sim) as client:
         assert not (await client.write_register(5, 0xBEEF, device_id=1)).isError()  # FC 6
@@ -138,7 +115,7 @@ async def read_tick(client: AsyncModbusTcpClient, sim: ModbusSimulator, unit: in
 
 
 @pytest.mark.parametrize("waveform", list(Waveform))
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_input_registers_follow_the_tick(waveform: Waveform) -> None:
     async with (
         ModbusSimulator(units=[3], update_period=0.02, waveform=waveform, table_size=SMALL) as sim,
@@ -149,17 +126,17 @@ async def test_input_registers_follow_the_tick(waveform: Waveform) -> None:
         async def advanced() -> bool:
             return await read_tick(client, sim, 3) >= first + 2
 
-        await eventually(advanced, "the input registers to move on by two ticks")
+        await async_wait_for(advanced, within=DEADLINE, what="the input registers to move on by two ticks")
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_input_registers_stay_at_tick_0_without_an_update_period() -> None:
     async with ModbusSimulator(units=[3], update_period=None, table_size=SMALL) as sim, modbus_client(sim) as client:
         for _ in range(3):
             assert await read_tick(client, sim, 3) == 0
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_one_request_reads_100_adjacent_registers() -> None:
     async with ModbusSimulator(units=[1, 2], table_size=SMALL) as sim, modbus_client(sim) as client:
         assert len((await client.read_holding_registers(0, count=100, device_id=1)).registers) == 100
@@ -178,7 +155,7 @@ async def test_one_request_reads_100_adjacent_registers() -> None:
         assert sim.stats.requests() == sim.stats.registers_read() == 0
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_several_units_share_one_endpoint() -> None:
     units = [1, 2, 247]
     async with ModbusSimulator(units=units, table_size=SMALL) as sim, modbus_client(sim) as client:
@@ -196,7 +173,7 @@ async def test_several_units_share_one_endpoint() -> None:
         assert sim.stats.requests(unit=9) == 1
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_exception_faults_match_unit_function_and_address_range() -> None:
     async with ModbusSimulator(units=[1, 2], table_size=SMALL) as sim, modbus_client(sim) as client:
         sim.faults.append(
@@ -228,7 +205,7 @@ async def test_exception_faults_match_unit_function_and_address_range() -> None:
         assert not (await client.read_coils(0, count=1, device_id=1)).isError()
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_bit_address_ranges_are_exact() -> None:
     async with ModbusSimulator(units=[1], table_size=SMALL) as sim, modbus_client(sim) as client:
         sim.faults.append(Fault(FaultMode.EXCEPTION, function_codes={1}, addresses=range(5, 6)))
@@ -238,7 +215,7 @@ async def test_bit_address_ranges_are_exact() -> None:
         assert not (await client.read_coils(6, count=1, device_id=1)).isError()  # same 16-bit word, other coil
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_delayed_replies_arrive_late_and_time_out_impatient_clients() -> None:
     delay = 0.5
     async with (
@@ -263,7 +240,7 @@ async def test_delayed_replies_arrive_late_and_time_out_impatient_clients() -> N
         assert (await hasty.read_holding_registers(1, count=1, device_id=1)).registers == [42]
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_lost_replies_time_out_but_writes_take_effect() -> None:
     async with ModbusSimulator(units=[1], table_size=SMALL) as sim, modbus_client(sim, reply_timeout=0.2) as client:
         sim.faults.append(Fault(FaultMode.NO_RESPONSE, units={1}))
@@ -274,7 +251,7 @@ async def test_lost_replies_time_out_but_writes_take_effect() -> None:
         assert (await client.read_holding_registers(3, count=1, device_id=1)).registers == [33]
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_malformed_reply_is_a_complete_frame_that_cannot_be_decoded() -> None:
     received: list[bytes] = []
     async with (
@@ -289,33 +266,35 @@ async def test_malformed_reply_is_a_complete_frame_that_cannot_be_decoded() -> N
         assert int.from_bytes(frame[4:6], "big") == len(frame) - 6
         assert (frame[6], frame[7], frame[8]) == (1, 3, 20)
         assert len(frame[9:]) == 9
-        await eventually(disconnected(client), "pymodbus to give up a connection it cannot decode")
+        await async_wait_for(
+            disconnected(client), within=DEADLINE, what="pymodbus to give up a connection it cannot decode"
+        )
 
         sim.faults.clear()
         assert await client.connect()
         assert not (await client.read_holding_registers(0, count=10, device_id=1)).isError()
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_disconnect_fault_closes_the_connection() -> None:
     async with ModbusSimulator(units=[1], table_size=SMALL) as sim, modbus_client(sim, reply_timeout=0.5) as client:
         sim.faults.append(Fault(FaultMode.DISCONNECT))
         with pytest.raises(ModbusIOException):
             await client.read_holding_registers(0, count=1, device_id=1)
-        await eventually(disconnected(client), "the client to see the connection closed")
+        await async_wait_for(disconnected(client), within=DEADLINE, what="the client to see the connection closed")
         sim.faults.clear()
         assert await client.connect()
         assert not (await client.read_holding_registers(0, count=1, device_id=1)).isError()
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_restart_on_the_same_port_keeps_the_tables() -> None:
     async with ModbusSimulator(units=[1], table_size=SMALL) as sim, modbus_client(sim) as client:
         port = sim.port
         await client.write_register(0, 1234, device_id=1)
         await sim.stop()
         assert not sim.running
-        await eventually(disconnected(client), "the client to notice the stop")
+        await async_wait_for(disconnected(client), within=DEADLINE, what="the client to notice the stop")
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection(sim.host, port)
         assert not await client.connect()
@@ -326,7 +305,7 @@ async def test_restart_on_the_same_port_keeps_the_tables() -> None:
         assert (await client.read_holding_registers(0, count=1, device_id=1)).registers == [1234]
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_start_on_a_busy_port_raises_oserror() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -337,7 +316,7 @@ async def test_start_on_a_busy_port_raises_oserror() -> None:
         assert not sim.running
 
 
-@async_test
+@async_test(TEST_TIMEOUT)
 async def test_rtu_framing_over_tcp() -> None:
     received: list[bytes] = []
     async with (
