@@ -9,7 +9,7 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from yurt_iot.api.iot import Device, DeviceProfile
+from yurt_iot.api.iot import AutoEvent, Device, DeviceProfile
 from yurt_iot.runtime.gateway import Gateway
 from yurt_iot.sim.modbus import Fault, FaultMode, ModbusSimulator
 from yurt_iot.testing.waiting import async_test, async_wait_for
@@ -227,5 +227,30 @@ async def test_faults_are_counted_and_other_devices_carry_on() -> None:
                 lambda: gateway.runner("timing-out").state == "UP" and gateway.runner("malformed").state == "UP",
                 within=5, what="devices back UP after the faults healed",
             )  # fmt: skip
+        finally:
+            await gateway.close()
+
+
+@async_test(60)
+async def test_on_change_publishes_only_changed_values() -> None:
+    events = Events()
+    points = [resource("a", "Uint16", H, 0), resource("b", "Uint16", H, 1)]
+    async with ModbusSimulator(table_size=10, update_period=None) as sim:
+        gateway = Gateway(events)
+        dev = device("d1", "p", sim)
+        dev.spec.auto_events = [AutoEvent(source_name="Both", interval="50ms", on_change=True)]
+        runner = await gateway.apply(dev, profile("p", points, [command("Both", ["a", "b"])]))
+        try:
+            await async_wait_for(lambda: events.of("d1"), within=3, what="the first event")
+            polls = gateway.metrics.registry.get_sample_value
+            before = polls("yurt_iot_device_requests_total", {"device": "d1"}) or 0
+            await async_wait_for(
+                lambda: (polls("yurt_iot_device_requests_total", {"device": "d1"}) or 0) >= before + 5,
+                within=3, what="five more polls",
+            )  # fmt: skip
+            assert len(events.of("d1")) == 1  # nothing changed: nothing published
+            await runner.write({"b": "7"})
+            await async_wait_for(lambda: len(events.of("d1")) == 2, within=3, what="an event for the change")
+            assert [(r["resourceName"], r["value"]) for r in events.of("d1")[1]["readings"]] == [("b", "7")]
         finally:
             await gateway.close()
