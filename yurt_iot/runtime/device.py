@@ -203,6 +203,18 @@ class DeviceRunner:
         if self._on_state is not None:
             self._on_state(self.name, state, reason)
 
+    def publish_pushed(self, source: str, raw: Mapping[str, Value]) -> None:
+        """Publish values the device sent by itself as one event of `source`; the device is evidently UP."""
+        origin = time.time_ns()
+        unknown = [name for name in raw if name not in self.resources]
+        for name in unknown:
+            self._resource_error(name, "reading", ConfigurationError(f"pushed value for unknown resource {name!r}"))
+        values = self._values(ReadResult(values={k: v for k, v in raw.items() if k not in unknown}), origin)
+        self.last_connected_ms = origin // 1_000_000
+        self._set_state("UP", "pushed values")
+        if values:
+            self._publish([Source(source, tuple(values), 0.0)], values, origin)
+
     # --- on demand ---------------------------------------------------------------------------------------
 
     async def read(self, names: Sequence[str]) -> tuple[dict[str, Value], dict[str, DriverError]]:

@@ -14,7 +14,7 @@ from yurt_iot.runtime import registry
 from yurt_iot.runtime.device import DeviceRunner, EventSink, StateListener
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
 from yurt_iot.runtime.metrics import RuntimeMetrics
-from yurt_iot.runtime.sdk import ConfigurationError, Driver
+from yurt_iot.runtime.sdk import ConfigurationError, Driver, Value
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,15 @@ class Gateway:
     def _driver(self, protocol: str) -> Driver:
         cls = registry.driver_class(protocol)
         if cls not in self._drivers:
-            self._drivers[cls] = cls(timeout=self._driver_timeout)
+            self._drivers[cls] = cls(timeout=self._driver_timeout, push=self._pushed)
         return self._drivers[cls]
+
+    def _pushed(self, device: str, source: str, values: Mapping[str, Value]) -> None:
+        runner = self.devices.get(device)
+        if runner is None:
+            logger.debug("values pushed for %s, which is not running here: dropped", device)
+            return
+        runner.publish_pushed(source, values)
 
     async def apply(self, device: Device, profile: DeviceProfile) -> DeviceRunner:
         """Run the device, or restart it if its spec or profile changed; unchanged devices keep polling."""
@@ -67,8 +74,12 @@ class Gateway:
         )  # fmt: skip
         if current is not None:
             await current.stop()
-        await runner.start()
-        self.devices[name] = runner
+        self.devices[name] = runner  # before start, so values the driver pushes at once find the device
+        try:
+            await runner.start()
+        except BaseException:
+            del self.devices[name]
+            raise
         return runner
 
     async def remove(self, name: str) -> None:

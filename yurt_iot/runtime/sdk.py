@@ -106,8 +106,9 @@ class ReadResult:
     """Protocol requests the read took (for metrics; 0 if the driver does not count)."""
 
 
-PushSink = Callable[[str, Mapping[str, Value]], None]
-"""Called by a driver with (device name, raw values by resource) for values the device sent by itself."""
+PushSink = Callable[[str, str, Mapping[str, Value]], None]
+"""Called by a driver with (device name, source name, raw values by resource) for values the device sent by
+itself (an OPC-UA data change, an MQTT message); the runtime publishes them as one event of that source."""
 
 
 class Driver(abc.ABC):
