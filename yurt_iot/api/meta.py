@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 Scope = Literal["Namespaced", "Cluster"]
@@ -155,3 +155,12 @@ class Resource(ApiModel):
         if api_version != rt.api_version or kind != rt.kind:
             raise ValueError(f"expected apiVersion {rt.api_version} kind {rt.kind}, got {api_version} {kind}")
         return data
+
+
+def describe(error: ValidationError) -> str:
+    """A pydantic error as the API server words its own: one `field.path: problem` per line."""
+    lines = []
+    for item in error.errors(include_url=False):
+        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]).lstrip(".")
+        lines.append(f"{path or '<root>'}: {item['msg']}")
+    return "\n".join(lines)

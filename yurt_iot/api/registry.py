@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from yurt_iot.api.apps import NodePool, NodePoolV1beta1, YurtAppDaemon, YurtAppSet
 from yurt_iot.api.iot import Device, DeviceProfile, DeviceService
 from yurt_iot.api.meta import Resource
@@ -39,12 +37,3 @@ def model_for(api_version: str, kind: str) -> type[Resource]:
 def parse_resource(manifest: Mapping[str, Any]) -> Resource:
     """Validate a manifest (as read from YAML or the API server) into its model."""
     return model_for(str(manifest.get("apiVersion")), str(manifest.get("kind"))).model_validate(manifest)
-
-
-def describe(error: ValidationError) -> str:
-    """A pydantic error as the API server words its own: one `field.path: problem` per line."""
-    lines = []
-    for item in error.errors(include_url=False):
-        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]).lstrip(".")
-        lines.append(f"{path or '<root>'}: {item['msg']}")
-    return "\n".join(lines)

@@ -9,9 +9,13 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from yurt_iot.api.iot import Device, DeviceProfile, edge_name
-from yurt_iot.api.meta import Resource
-from yurt_iot.api.registry import UnknownKindError, describe, parse_resource
+from yurt_iot.api.iot import Device, DeviceProfile, DeviceService, edge_name
+from yurt_iot.api.meta import Resource, describe
+
+#: The kinds a gateway runs; other objects in the same files (NodePools, YurtAppSets) are skipped.
+_IOT_KINDS: dict[tuple[str, str], type[Resource]] = {
+    (m.resource_type.api_version, m.resource_type.kind): m for m in (Device, DeviceProfile, DeviceService)
+}
 
 
 class ManifestError(ValueError):
@@ -19,7 +23,8 @@ class ManifestError(ValueError):
 
 
 def load_manifests(paths: Iterable[Path]) -> list[Resource]:
-    """Every object in the given files and directories (*.yaml / *.yml, recursively), validated."""
+    """The Devices, DeviceProfiles and DeviceServices in the given files and directories (*.yaml / *.yml,
+    recursively), validated."""
     files: list[Path] = []
     for path in paths:
         files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path])
@@ -32,12 +37,14 @@ def load_manifests(paths: Iterable[Path]) -> list[Resource]:
         for doc in docs:
             if not isinstance(doc, dict):
                 raise ManifestError(f"{file}: a manifest must be an object, not {type(doc).__name__}")
+            model = _IOT_KINDS.get((str(doc.get("apiVersion")), str(doc.get("kind"))))
+            if model is None:
+                continue
             try:
-                objects.append(parse_resource(doc))
-            except (UnknownKindError, ValidationError) as error:
-                problem = describe(error) if isinstance(error, ValidationError) else str(error)
+                objects.append(model.model_validate(doc))
+            except ValidationError as error:
                 name = (doc.get("metadata") or {}).get("name", "?")
-                raise ManifestError(f"{file}: {doc.get('kind', '?')} {name}: {problem}") from error
+                raise ManifestError(f"{file}: {doc.get('kind', '?')} {name}: {describe(error)}") from error
     return objects
 
 
