@@ -18,7 +18,7 @@ from typing import Final
 
 from pymodbus.framer import FramerType
 
-from yurt_iot.runtime.sdk import ConfigurationError, parse_duration
+from yurt_iot.runtime.sdk import ConfigurationError, parse_seconds
 
 __all__ = ["PROTOCOLS", "DeviceConfig", "Endpoint", "SerialEndpoint", "TcpEndpoint", "parse_properties"]
 
@@ -27,7 +27,6 @@ RTU: Final = "modbus-rtu"
 PROTOCOLS: Final = (TCP, RTU)
 
 _INTEGER: Final = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]+")
-_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _FRAMERS: Final = {"socket": FramerType.SOCKET, "rtu": FramerType.RTU}
 
 
@@ -115,12 +114,9 @@ class _Parser:
         if not text:
             return None
         try:
-            seconds = float(text) if _SECONDS.fullmatch(text) else parse_duration(text)
+            return parse_seconds(text)
         except ValueError:
-            seconds = 0.0
-        if seconds <= 0:
-            raise self.fail("Timeout", "is not a positive number of seconds or a duration such as 500ms")
-        return seconds
+            raise self.fail("Timeout", "is not a positive number of seconds or a duration such as 500ms") from None
 
     def config(self) -> DeviceConfig:
         if self.protocol == TCP:

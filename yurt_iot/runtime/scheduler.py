@@ -25,6 +25,19 @@ def parse_duration(text: str) -> float:
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def parse_seconds(text: str) -> float:
+    """A positive time span given as seconds ("5", "0.5") or a Go duration ("500ms"), as EdgeX's protocol
+    properties write timeouts; ValueError otherwise."""
+    text = text.strip()
+    seconds = float(text) if _SECONDS.fullmatch(text) else parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive time span")
+    return seconds
+
+
 @dataclass(slots=True)
 class Source:
     """An autoEvent: the resources read together and published as one event, and how often."""
