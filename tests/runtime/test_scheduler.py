@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yurt_iot.runtime.scheduler import Schedule, Source, parse_duration
+from yurt_iot.runtime.scheduler import Schedule, Source, parse_duration, phase_of
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,18 @@ def test_only_due_sources_are_taken() -> None:
 def test_intervals_must_be_positive() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         Schedule([Source("s", ("a",), 0.0)], now=0.0)
+
+
+def test_a_phase_spreads_first_polls_over_the_period() -> None:
+    fast, slow = Source("fast", ("a",), 0.1), Source("slow", ("b",), 10.0)
+    schedule = Schedule([fast, slow], now=50.0, phase=0.25)
+    assert fast.next_due == pytest.approx(50.025) and slow.next_due == pytest.approx(52.5)
+    assert schedule.take_due(50.025) == [fast]
+    assert fast.next_due == pytest.approx(50.125)  # then every period from the phase on
+
+
+def test_device_phases_are_stable_and_spread() -> None:
+    phases = [phase_of(f"device-{i}") for i in range(1000)]
+    assert phases == [phase_of(f"device-{i}") for i in range(1000)]
+    assert all(0 < p <= 1 for p in phases)
+    assert all(80 <= sum(1 for p in phases if k / 10 < p <= (k + 1) / 10) <= 120 for k in range(10))

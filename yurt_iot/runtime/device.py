@@ -18,7 +18,7 @@ from yurt_iot.api.iot import Device, DeviceProfile, OperatingState
 from yurt_iot.runtime.backoff import Backoff
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX, EventEncoder
 from yurt_iot.runtime.metrics import RuntimeMetrics
-from yurt_iot.runtime.scheduler import Schedule, Source, parse_duration
+from yurt_iot.runtime.scheduler import Schedule, Source, parse_duration, phase_of
 from yurt_iot.runtime.sdk import (
     ConfigurationError,
     ConnectionLost,
@@ -39,6 +39,11 @@ StateListener = Callable[[str, OperatingState, str], None]
 """Called with (device, new operating state, reason) when a device goes UP or DOWN."""
 
 
+def compile_profile(profile: DeviceProfile) -> dict[str, ResourceBinding]:
+    """The resources of a profile as drivers and the runtime use them; built once and shared by its devices."""
+    return {r.name: ResourceBinding.from_resource(r) for r in profile.spec.device_resources or []}
+
+
 class DeviceRunner:
     """Polls one device on its schedule and serves on-demand reads and writes."""
 
@@ -46,6 +51,7 @@ class DeviceRunner:
         self,
         device: Device,
         profile: DeviceProfile,
+        resources: Mapping[str, ResourceBinding],
         driver: Driver,
         protocol: str,
         sink: EventSink,
@@ -60,7 +66,7 @@ class DeviceRunner:
             raise ConfigurationError("device has no metadata.name")
         self.name = name
         self.device, self.profile, self.driver = device, profile, driver
-        self.resources = {r.name: ResourceBinding.from_resource(r) for r in profile.spec.device_resources or []}
+        self.resources = resources
         self.binding = DeviceBinding(name, protocol, dict((device.spec.protocols or {})[protocol]), self.resources)
         self.sources = [self._source(event.source_name, event.interval, bool(event.on_change))
                         for event in device.spec.auto_events or []]  # fmt: skip
@@ -115,7 +121,7 @@ class DeviceRunner:
 
     async def _poll_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        schedule = Schedule(self.sources, loop.time())
+        schedule = Schedule(self.sources, loop.time(), phase_of(self.name))
         retry_at = 0.0
         late_seen = 0
         while True:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from yurt_iot.api.iot import Device, DeviceProfile
+from yurt_iot.api.iot import Device, DeviceProfile, edge_name
 from yurt_iot.runtime import registry
-from yurt_iot.runtime.device import DeviceRunner, EventSink, StateListener
+from yurt_iot.runtime.device import DeviceRunner, EventSink, StateListener, compile_profile
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
 from yurt_iot.runtime.metrics import RuntimeMetrics
-from yurt_iot.runtime.sdk import ConfigurationError, Driver, Value
+from yurt_iot.runtime.sdk import ConfigurationError, Driver, ResourceBinding, Value
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,16 @@ class Gateway:
         self._sink, self._topic_prefix, self._on_state = sink, topic_prefix, on_state
         self._driver_timeout = driver_timeout
         self._drivers: dict[type[Driver], Driver] = {}
+        self._profiles: dict[str, tuple[DeviceProfile, dict[str, ResourceBinding]]] = {}
         self.devices: dict[str, DeviceRunner] = {}
+
+    def _resources(self, profile: DeviceProfile) -> dict[str, ResourceBinding]:
+        """The profile's compiled resources, shared by every device of the same profile while it is unchanged."""
+        name = edge_name(profile)
+        cached = self._profiles.get(name)
+        if cached is None or cached[0].spec != profile.spec:
+            cached = self._profiles[name] = (profile, compile_profile(profile))
+        return cached[1]
 
     def _protocol(self, device: Device) -> str:
         installed = registry.available_protocols()
@@ -69,7 +78,7 @@ class Gateway:
             return current
         protocol = self._protocol(device)
         runner = DeviceRunner(
-            device, profile, self._driver(protocol), protocol, self._sink, self.metrics,
+            device, profile, self._resources(profile), self._driver(protocol), protocol, self._sink, self.metrics,
             topic_prefix=self._topic_prefix, on_state=self._on_state,
         )  # fmt: skip
         if current is not None:

@@ -9,12 +9,19 @@ of catch-up polls at a device that is already struggling.
 from __future__ import annotations
 
 import math
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def phase_of(name: str) -> float:
+    """A stable phase in (0, 1] for a device, so that devices spread evenly over their polling period."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") + 1) / 2**64
 
 
 def parse_duration(text: str) -> float:
@@ -57,13 +64,17 @@ class Source:
 class Schedule:
     """The sources of one device and which are due."""
 
-    def __init__(self, sources: Sequence[Source], now: float) -> None:
+    def __init__(self, sources: Sequence[Source], now: float, phase: float = 1.0) -> None:
+        """Each source is first due `phase` (0 < phase <= 1) of its interval after `now`; spreading devices over
+        their period with different phases keeps them from all polling, and queueing, at the same instant."""
         if not sources:
             raise ValueError("a schedule needs at least one source")
+        if not 0 < phase <= 1:
+            raise ValueError("the phase must be in (0, 1]")
         for source in sources:
             if source.interval <= 0:
                 raise ValueError(f"source {source.name!r}: the interval must be positive")
-            source.start, source.slot = now, 1
+            source.start, source.slot = now + (phase - 1) * source.interval, 1
         self.sources = list(sources)
         self.late = 0
         """Slots skipped because a poll came too late to take them, since the schedule started."""
