@@ -8,8 +8,8 @@ of catch-up polls at a device that is already struggling.
 
 from __future__ import annotations
 
-import math
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
