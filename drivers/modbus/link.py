@@ -185,6 +185,12 @@ class Link:
                 raise ConnectionLost(f"{self}: {type(error).__name__}: {error}") from error
             raise  # cancelled: by the deadline (TimeoutError above), a lost connection, or the caller
         connection.waiting = None
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # On Python 3.11 pymodbus's wait_for returns a reply that arrived as the cancellation did (CPython
+            # gh-86296), swallowing it: honour the cancellation (a deadline turns it into a timeout).
+            self._drop(connection)
+            raise asyncio.CancelledError
         if (reply.function_code & ~_EXCEPTION_FLAG) != function_code or not (
             reply.isError() or complete is None or complete(reply)
         ):

@@ -9,7 +9,6 @@ successful read brings it back UP.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -110,11 +109,13 @@ class DeviceRunner:
             self._task = asyncio.create_task(self._poll_forever(), name=f"poll {self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        # Cancel until it takes: a library may swallow one cancellation (asyncio.wait_for on Python 3.11).
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            logger.error("poll loop of %s failed", self.name, exc_info=task.exception())
         await self.driver.remove_device(self.name)
 
     # --- polling -----------------------------------------------------------------------------------------
