@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import math
-import signal
 import sys
 from collections import Counter
 from collections.abc import Collection, Iterable
@@ -44,6 +43,7 @@ from pymodbus.pdu.register_message import ReadWriteMultipleRegistersRequest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
 
+from yurt_iot.sim.process import until_signalled
 from yurt_iot.testing.ports import LOOPBACK, stable_free_port
 
 __all__ = [
@@ -446,13 +446,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _serve(simulator: ModbusSimulator) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
     async with simulator:
         print(simulator.port, flush=True)
-        await stopping.wait()
+        await until_signalled()
     stats = simulator.stats
     print(f"served {stats.requests()} requests, {stats.registers_read()} registers read", file=sys.stderr)
 

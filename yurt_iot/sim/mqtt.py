@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import signal
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -40,6 +39,7 @@ import paho.mqtt.client as mqtt
 
 from yurt_iot.runtime.backoff import Backoff
 from yurt_iot.runtime.mqttclient import MqttClient, MqttSettings
+from yurt_iot.sim.process import until_signalled
 from yurt_iot.testing.ports import LOOPBACK
 
 __all__ = ["DEFAULT_INCOMING_TOPIC", "DEFAULT_RESPONSE_TOPIC", "DEFAULT_VALUES", "MqttDeviceSimulator", "Push"]
@@ -275,13 +275,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _serve(simulator: MqttDeviceSimulator) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
     async with simulator:
         print(f"{simulator.device}: answering on {simulator.command_topic}/#", flush=True)
-        await stopping.wait()
+        await until_signalled()
     requests = ", ".join(f"{n} {method}" for method, n in sorted(simulator.requests.items())) or "no requests"
     print(f"served {requests}, pushed {simulator.pushed} messages", file=sys.stderr)
 

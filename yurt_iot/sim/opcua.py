@@ -47,7 +47,6 @@ import concurrent.futures
 import contextlib
 import ipaddress
 import math
-import signal
 import socket
 import sys
 import threading
@@ -81,6 +80,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from yurt_iot.sim.process import until_signalled
 from yurt_iot.testing.ports import LOOPBACK, stable_free_port
 
 __all__ = [
@@ -619,13 +619,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _serve(simulator: OpcUaSimulator) -> None:
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
     async with simulator:
         print(simulator.endpoint, flush=True)
-        await stopping.wait()
+        await until_signalled()
     stats = simulator.stats
     print(
         f"served {stats.sessions} sessions, {stats.read_requests} Read requests ({stats.nodes_read} nodes), "
