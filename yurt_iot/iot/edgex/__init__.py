@@ -1,0 +1,23 @@
+"""The controller's side of EdgeX Foundry: async clients of core-metadata and core-command (REST API v3, as
+EdgeX 3.x and 4.x serve it), their DTOs and errors, and the mapping between our CRs and those DTOs.
+
+``metadata`` and ``command`` are the clients, ``dtos`` the wire models, ``errors`` the exception tree and
+``mapping`` the pure CR <-> DTO conversions.
+"""
+
+from yurt_iot.iot.edgex.command import CoreCommandClient
+from yurt_iot.iot.edgex.errors import Conflict, EdgeXError, InvalidRequest, Locked, NotFound, Unavailable
+from yurt_iot.iot.edgex.metadata import MAX_PAGE_SIZE, CoreMetadataClient, ItemResult
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "Conflict",
+    "CoreCommandClient",
+    "CoreMetadataClient",
+    "EdgeXError",
+    "InvalidRequest",
+    "ItemResult",
+    "Locked",
+    "NotFound",
+    "Unavailable",
+]
