@@ -291,8 +291,7 @@ class DriverConformance(abc.ABC, Generic[P]):
                 return None if result.errors else result
             return None
 
-        condition: Callable[[], Awaitable[ReadResult | None]] = succeeds
-        result = await async_wait_for(condition, within=self.recovery_within, interval=0.05, what=what)
+        result: ReadResult | None = await async_wait_for(succeeds, within=self.recovery_within, what=what)
         assert result is not None
         return result
 
@@ -307,8 +306,8 @@ class DriverConformance(abc.ABC, Generic[P]):
                 lost.append(error)
             return bool(lost)
 
-        condition: Callable[[], Awaitable[bool]] = fails
-        await async_wait_for(condition, within=self.recovery_within, interval=0.05, what="a read to fail")
+        down: bool = await async_wait_for(fails, within=self.recovery_within, interval=0.05, what="a read to fail")
+        assert down
         return lost[0]
 
     def _check_values(self, case: _Case[P], result: ReadResult, expected: Mapping[str, Value]) -> None:
