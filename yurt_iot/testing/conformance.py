@@ -274,10 +274,11 @@ class DriverConformance(abc.ABC, Generic[P]):
     def _readable(self, binding: DeviceBinding) -> list[str]:
         return [name for name, r in binding.resources.items() if r.spec.readable]
 
-    async def _bounded_read(self, case: _Case[P], names: Sequence[str]) -> ReadResult:
-        """A read that must end (one way or another) within the timeout and its slack."""
+    async def _bounded_read(self, case: _Case[P], names: Sequence[str], device: str | None = None) -> ReadResult:
+        """A read (of the case's device unless `device` is named) that must end within the timeout and its slack."""
+        read = case.driver.read(device or case.device.name, names)
         try:
-            return await asyncio.wait_for(case.driver.read(case.device.name, names), self.timeout + self.timeout_slack)
+            return await asyncio.wait_for(read, self.timeout + self.timeout_slack)
         except TimeoutError:
             pytest.fail(f"a read took longer than timeout {self.timeout} s + slack {self.timeout_slack} s")
 
@@ -467,6 +468,23 @@ class DriverConformance(abc.ABC, Generic[P]):
                     pytest.fail(f"{source} {values} never reached the push sink (got {case.pushes.items[-5:]})")
 
         self._run(request, body, needs=("push",))
+
+    def test_devices_read_at_the_same_time_get_their_own_answers(self, request: pytest.FixtureRequest) -> None:
+        """The runtime polls different devices of one driver concurrently (never one device twice at once)."""
+
+        async def body(case: _Case[P]) -> None:
+            twin = DeviceBinding(f"{case.device.name}-twin", case.device.protocol, case.device.properties,
+                                 case.device.resources)  # fmt: skip
+            await case.driver.add_device(case.device)
+            await case.driver.add_device(twin)
+            expected = self.expected(case.peer)
+            for _ in range(5):
+                results = await asyncio.gather(*(self._bounded_read(case, list(expected), name)
+                                                 for name in (case.device.name, twin.name)))  # fmt: skip
+                for result in results:
+                    self._check_values(case, result, expected)
+
+        self._run(request, body)
 
     def test_a_removed_device_is_forgotten_and_can_be_added_again(self, request: pytest.FixtureRequest) -> None:
         async def body(case: _Case[P]) -> None:
