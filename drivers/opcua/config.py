@@ -42,7 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from yurt_iot.runtime.sdk import ConfigurationError, parse_duration
+from yurt_iot.runtime.sdk import ConfigurationError, parse_duration, parse_seconds
 
 __all__ = ["DEFAULT_PUBLISHING_INTERVAL", "DeviceConfig", "Endpoint", "Security", "parse_properties"]
 
@@ -62,7 +62,7 @@ MODES: Final[Mapping[str, MessageSecurityMode]] = {
     "SignAndEncrypt": MessageSecurityMode.SignAndEncrypt,
 }
 _NONE: Final = "None"
-_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_MILLISECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +138,8 @@ class _Parser:
 
     async def config(self) -> DeviceConfig:
         endpoint = Endpoint(self.url(), await self.security(), *self.user())
-        interval = self.seconds("PublishingInterval", bare_unit=0.001)
-        return DeviceConfig(endpoint, self.seconds("Timeout", bare_unit=1.0), interval or DEFAULT_PUBLISHING_INTERVAL)
+        interval = self.interval("PublishingInterval")
+        return DeviceConfig(endpoint, self.timeout(), interval or DEFAULT_PUBLISHING_INTERVAL)
 
     def url(self) -> str:
         url = self.text("Endpoint")
@@ -165,18 +165,27 @@ class _Parser:
             raise self.fail("Password", "is set without a Username", show=False)
         return username, (password if username is not None else None)
 
-    def seconds(self, name: str, *, bare_unit: float) -> float | None:
-        """A positive duration: a Go duration, or a plain number of `bare_unit` seconds."""
+    def timeout(self) -> float | None:
+        """Seconds, as every driver reads its Timeout (`parse_seconds`)."""
+        text = self.text("Timeout")
+        if text is None:
+            return None
+        try:
+            return parse_seconds(text)
+        except ValueError:
+            raise self.fail("Timeout", "is not a positive number of seconds or a duration such as 500ms") from None
+
+    def interval(self, name: str) -> float | None:
+        """Seconds, from a Go duration or a plain number of milliseconds (OPC UA's unit for intervals)."""
         text = self.text(name)
         if text is None:
             return None
         try:
-            seconds = float(text) * bare_unit if _SECONDS.fullmatch(text) else parse_duration(text)
+            seconds = float(text) / 1000 if _MILLISECONDS.fullmatch(text) else parse_duration(text)
         except ValueError:
             seconds = 0.0
         if seconds <= 0:
-            unit = "seconds" if bare_unit == 1.0 else "milliseconds"
-            raise self.fail(name, f"is not a positive number of {unit} or a duration such as 500ms")
+            raise self.fail(name, "is not a positive number of milliseconds or a duration such as 500ms")
         return seconds
 
     async def security(self) -> Security | None:
