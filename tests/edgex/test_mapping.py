@@ -88,6 +88,8 @@ def test_a_device_update_names_the_edgex_device_and_its_id() -> None:
     update = mapping.device_update(cr).to_json()
 
     assert (update["name"], update["id"], update["adminState"]) == ("Boiler_1", "0c9d-uuid", "LOCKED")
+    assert (update["description"], update["labels"]) == ("", [])  # cleared in EdgeX, not left as they were
+    assert update["protocols"] == {"modbus-tcp": {"Address": "10.0.0.7", "Port": "502", "UnitID": "3"}}
     assert "created" not in update
 
 
@@ -224,6 +226,12 @@ async def test_crs_survive_a_round_trip_through_core_metadata(edgex: EdgeX) -> N
 
         profile_out = mapping.device_profile_from_edgex(await md.get_device_profile(prof), pool=POOL, namespace="x")
         device_out = mapping.device_from_edgex(await md.get_device(dev), pool=POOL, namespace="x")
+
+        locked = device_out.model_copy(deep=True)
+        locked.spec.admin_state = "LOCKED"
+        [patched] = await md.update_devices([mapping.device_update(locked)], bypass_validation=True)
+        patched.raise_for_status()
+        assert (await md.get_device(dev)).admin_state == "LOCKED"
 
     assert profile_out.spec.device_resources is not None
     assert profile_out.spec.device_resources[0].properties.mask == "255"

@@ -117,9 +117,13 @@ def device_to_edgex(device: iot.Device) -> dtos.Device:
 
 
 def device_update(device: iot.Device) -> dtos.DeviceUpdate:
-    """A PATCH that makes the EdgeX device match the CR's spec."""
-    wanted = device_to_edgex(device)
-    return dtos.DeviceUpdate.model_validate(wanted.model_dump(exclude={"created", "modified"}))
+    """A PATCH that makes the EdgeX device match the CR's spec: a description or labels the CR lacks are
+    cleared in EdgeX (sent empty), not left as they were."""
+    wanted = device_to_edgex(device).model_dump(exclude={"created", "modified"})
+    wanted |= {"description": wanted["description"] or "", "labels": wanted["labels"] or []}
+    if not wanted["protocols"]:
+        del wanted["protocols"]  # EdgeX refuses an empty map; without one the device keeps its protocols
+    return dtos.DeviceUpdate.model_validate(wanted)
 
 
 def device_from_edgex(device: dtos.Device, *, pool: str, namespace: str) -> iot.Device:
@@ -169,9 +173,10 @@ def device_service_to_edgex(service: iot.DeviceService) -> dtos.DeviceService:
 
 
 def device_service_update(service: iot.DeviceService) -> dtos.DeviceServiceUpdate:
-    """A PATCH that makes the EdgeX device service match the CR's spec."""
-    wanted = device_service_to_edgex(service)
-    return dtos.DeviceServiceUpdate.model_validate(wanted.model_dump(exclude={"created", "modified"}))
+    """A PATCH that makes the EdgeX device service match the CR's spec (absent description and labels: cleared)."""
+    wanted = device_service_to_edgex(service).model_dump(exclude={"created", "modified"})
+    wanted |= {"description": wanted["description"] or "", "labels": wanted["labels"] or []}
+    return dtos.DeviceServiceUpdate.model_validate(wanted)
 
 
 def device_service_from_edgex(service: dtos.DeviceService, *, pool: str, namespace: str) -> iot.DeviceService:

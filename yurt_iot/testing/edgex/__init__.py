@@ -51,7 +51,9 @@ class EdgeX:
         self.metadata_port, self.command_port = free_ports(2, LOOPBACK)
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-        self._log_path = Path(tempfile.mkstemp(prefix="yurt-iot-edgex-", suffix=".log")[1])
+        fd, log_path = tempfile.mkstemp(prefix="yurt-iot-edgex-", suffix=".log")
+        os.close(fd)
+        self._log_path = Path(log_path)
         atexit.register(self.close)
         #: Seconds the last start took until both services answered /api/v3/ping.
         self.startup_seconds = 0.0
@@ -78,7 +80,8 @@ class EdgeX:
         self.close()
 
     def start(self) -> None:
-        """Start both services and wait until each answers ``GET /api/v3/ping``."""
+        """Start both services and wait until each answers ``GET /api/v3/ping`` (with a bus, the double
+        subscribes to it before it listens, as core-metadata bootstraps its bus client before serving)."""
         if self.running:
             raise EdgeXStartError("EdgeX already running")
         command = [
@@ -90,9 +93,7 @@ class EdgeX:
             command += ["--bus", f"{self.bus.host}:{self.bus.port}"]
         self._log = self._log_path.open("ab")
         started = time.monotonic()
-        self._proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ}
-        )
+        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = started + self.startup_timeout
         with httpx.Client(timeout=1.0) as http:
             for url in (self.metadata_url, self.command_url):

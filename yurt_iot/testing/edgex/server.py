@@ -35,6 +35,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -67,11 +69,15 @@ class ContractError(Exception):
 
 
 class ItemError(Exception):
-    """One item of a batch fails with `status`."""
+    """One item of a batch fails with `status` (or, raised outside the items, the whole request)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class _Dropped(Exception):
+    """Close the connection without an answer."""
 
 
 def _now_ms() -> int:
@@ -168,15 +174,19 @@ class _Bus:
         self._client.paho.on_message = self._on_message
         self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Connect and subscribe to the answers, then return."""
         self._task = asyncio.create_task(self._client.run(self._serve))
+        await self._subscribed.wait()
 
     async def close(self) -> None:
         await self._client.close()
 
     async def _serve(self, lost: asyncio.Future[None]) -> None:
         await self._client.subscribe(["edgex/response/#"], 1)
+        self._subscribed.set()
         await lost
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -345,7 +355,7 @@ class CoreServices:
         except ValueError:
             body = None
         if not isinstance(body, list):
-            raise _Status(500, "failed to parse the request body as a JSON array")
+            raise ItemError(500, "failed to parse the request body as a JSON array")
         items = []
         for i, item in enumerate(body):
             where = f"{kind.request}[{i}]"
@@ -367,8 +377,8 @@ class CoreServices:
     ) -> Response:
         try:
             items = self._items(request, kind)
-        except _Status as exc:
-            return _error(exc.status, exc.message)
+        except ItemError as exc:
+            return _error(exc.status, str(exc))
         for i, (_, payload) in enumerate(items):
             check(payload, f"{kind.request}[{i}].{kind.key}")
         answers = []
@@ -605,16 +615,6 @@ class CoreServices:
         return Response(answer.status_code, answer.content, answer.headers.get("content-type", "application/json"))
 
 
-class _Status(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-class _Dropped(Exception):
-    """Close the connection without an answer."""
-
-
 def _match(pattern: list[str], segments: list[str]) -> dict[str, str] | None:
     if len(pattern) != len(segments):
         return None
@@ -639,9 +639,6 @@ def _is_uuid(value: Any) -> bool:
 
 def _multipart_file(request: Request) -> bytes:
     """The `file` part of a multipart/form-data body."""
-    from email.parser import BytesParser
-    from email.policy import HTTP
-
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise ValueError("expected multipart/form-data")
@@ -661,7 +658,8 @@ async def serve(metadata_port: int, command_port: int, bus: tuple[str, int] | No
         bus=message_bus, request_timeout=request_timeout, command_url=f"http://{LOOPBACK}:{command_port}"
     )
     if message_bus is not None:
-        message_bus.start()
+        async with asyncio.timeout(10.0):
+            await message_bus.start()
     servers = [
         await start_server(services.handler(services.metadata_routes), LOOPBACK, metadata_port),
         await start_server(services.handler(services.command_routes), LOOPBACK, command_port),
