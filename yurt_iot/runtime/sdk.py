@@ -34,6 +34,7 @@ __all__ = [
     "Backoff",
     "ConfigurationError",
     "ConnectionLost",
+    "ConnectionSink",
     "DeviceBinding",
     "Driver",
     "DriverError",
@@ -112,6 +113,13 @@ PushSink = Callable[[str, str, Mapping[str, Value]], None]
 itself (an OPC-UA data change, an MQTT message); the runtime publishes them as one event of that source."""
 
 
+ConnectionSink = Callable[[str, bool, str], None]
+"""Called by a driver with (device name, reachable, reason) when it learns without being asked, outside any read,
+that a device's peer went away or came back: the broker of MQTT devices, the session of OPC-UA subscriptions. The
+runtime sets the device DOWN or UP as a failed or successful read would; for devices that only push, and are
+never read, this is the only way their state can follow their peer."""
+
+
 class Driver(abc.ABC):
     """A protocol driver. Subclasses are registered under the `yurt_iot.drivers` entry point group,
     one entry per protocol name they serve (the keys of a Device's `spec.protocols`).
@@ -122,9 +130,18 @@ class Driver(abc.ABC):
     when they are cancelled.
     """
 
+    on_connection: ConnectionSink | None = None
+    """Set by the runtime once it has made the driver (so that constructors need not take it); drivers call
+    `connection_changed` rather than this."""
+
     def __init__(self, *, timeout: float = 1.0, push: PushSink | None = None) -> None:
         self.timeout = timeout
         self.push = push
+
+    def connection_changed(self, device: str, up: bool, reason: str) -> None:
+        """Report that the device's peer can (`up`) or cannot be reached, learnt outside a read."""
+        if self.on_connection is not None:
+            self.on_connection(device, up, reason)
 
     @abc.abstractmethod
     async def add_device(self, device: DeviceBinding) -> None:
