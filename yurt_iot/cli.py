@@ -46,6 +46,27 @@ def crds(
 
 
 @app.command()
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Manifest files or directories (searched recursively).")],
+) -> None:
+    """Check manifests as the API server would, before `kubectl apply`: exit 1 on any error."""
+    from yurt_iot.runtime.manifests import validate_manifests
+
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        typer.echo(f"no such file or directory: {', '.join(map(str, missing))}", err=True)
+        raise typer.Exit(2)
+    report = validate_manifests(paths)
+    for line in report.errors:
+        typer.echo(f"error: {line}")
+    for line in report.warnings:
+        typer.echo(f"warning: {line}")
+    typer.echo(f"{report.objects} objects: {len(report.errors)} errors, {len(report.warnings)} warnings", err=True)
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
 def gateway(
     manifests: Annotated[list[Path], typer.Option(help="Manifest files or directories (Device, DeviceProfile).")],
     mqtt_host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",

@@ -33,7 +33,8 @@ def test_errors_name_the_file_object_and_field(tmp_path: Path) -> None:
         .replace("adminState: UNLOCKED\n  operatingState", "adminState: OPEN\n  operatingState")
     )
     with pytest.raises(
-        ManifestError, match=r"bad\.yaml: Device thermostat-1: spec\.adminState: Input should be 'LOCKED' or 'UNLOCKED'"
+        ManifestError,
+        match=r'bad\.yaml:2 Device/thermostat-1: spec\.adminState: Unsupported value: "OPEN"',
     ):
         load_manifests([bad])
 
