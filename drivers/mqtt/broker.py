@@ -34,7 +34,7 @@ from yurt_iot.runtime.sdk import ConfigurationError, ConnectionLost
 from .codec import Reason
 from .config import BrokerConfig, DeviceConfig
 
-__all__ = ["Broker", "IncomingHandler", "MalformedHandler"]
+__all__ = ["Broker", "ConnectionHandler", "IncomingHandler", "MalformedHandler"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ IncomingHandler = Callable[["Broker", str, str, str, bytes], None]
 """Called with (broker, IncomingTopic prefix, device, source, payload) for each pushed message."""
 MalformedHandler = Callable[[Reason, str, str], None]
 """Called with (reason, topic, what is wrong) for a message that is dropped."""
+ConnectionHandler = Callable[["Broker", bool, str], None]
+"""Called with (broker, ready, reason) when the broker becomes ready for requests, or stops being ready."""
 
 _RESTART_DELAY: Final = 1.0
 """Seconds before a client that failed unexpectedly (an exception from paho) is started again."""
@@ -50,9 +52,15 @@ _RESTART_DELAY: Final = 1.0
 class Broker:
     """The MQTT client of one `BrokerConfig` and the devices' topic prefixes on it; see the module docstring."""
 
-    def __init__(self, config: BrokerConfig, on_incoming: IncomingHandler, on_malformed: MalformedHandler) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        on_incoming: IncomingHandler,
+        on_malformed: MalformedHandler,
+        on_connection: ConnectionHandler | None = None,
+    ) -> None:
         self.config = config
-        self._on_incoming, self._on_malformed = on_incoming, on_malformed
+        self._on_incoming, self._on_malformed, self._on_connection = on_incoming, on_malformed, on_connection
         self.client = MqttClient(
             MqttSettings(
                 host=config.host,
@@ -187,11 +195,18 @@ class Broker:
             return
         self._refusal = None
         self._ready.set()
+        self._report(True, "connected and subscribed")
         try:
             await lost
         finally:
             self._ready.clear()
-            self._lose_requests(self.client.last_failure or "the connection was lost")
+            why = self.client.last_failure or "the connection was lost"
+            self._lose_requests(why)
+            self._report(False, why)
+
+    def _report(self, ready: bool, reason: str) -> None:
+        if self._on_connection is not None:
+            self._on_connection(self, ready, f"{self}: {reason}")
 
     async def _subscribe(self, filters: Sequence[str]) -> None:
         try:

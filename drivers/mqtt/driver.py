@@ -101,7 +101,7 @@ class MqttDriver(Driver):
         await self.remove_device(device.name)
         broker = self._brokers.get(config.broker)
         if broker is None:
-            broker = Broker(config.broker, self._on_incoming, self._on_malformed)
+            broker = Broker(config.broker, self._on_incoming, self._on_malformed, self._on_connection)
         broker.add(device.name, config)
         self._brokers[config.broker] = broker
         timeout = config.timeout if config.timeout is not None else self.timeout
@@ -176,6 +176,12 @@ class MqttDriver(Driver):
         if device is None:
             raise ConfigurationError(f"device {name!r} has not been added to the MQTT driver")
         return device
+
+    def _on_connection(self, broker: Broker, ready: bool, reason: str) -> None:
+        """The broker is every device's way in: its loss is theirs, also for devices that are never read."""
+        for device in list(self._devices.values()):
+            if device.broker is broker:
+                self.connection_changed(device.name, ready, reason)
 
     # -- pushed messages (in paho's read callback, on the event loop) -----------------------------------
 

@@ -75,7 +75,8 @@ class OpcUaDriver(Driver):
         timeout = config.timeout if config.timeout is not None else self.timeout
         session = self._sessions.get(config.endpoint)
         if session is None:
-            session = self._sessions[config.endpoint] = Session(config.endpoint, timeout, self._changed)
+            session = Session(config.endpoint, timeout, self._changed, self._reachable)
+            self._sessions[config.endpoint] = session
         target = self._devices[device.name] = _Device(device.name, session, timeout, points)
         for point in points.values():
             if isinstance(point, Variable) and point.subscribe:
@@ -175,6 +176,12 @@ class OpcUaDriver(Driver):
     def _changed(self, watch: Watch, value: Value) -> None:
         if self.push is not None and watch.device in self._devices:
             self.push(watch.device, watch.resource, {watch.resource: value})
+
+    def _reachable(self, session: Session, connected: bool, reason: str) -> None:
+        """A session opened or lost is news for its devices, also those that only subscribe and are never read."""
+        for device in list(self._devices.values()):
+            if device.session is session:
+                self.connection_changed(device.name, connected, reason)
 
 
 def _decode(device: _Device, point: Variable, data: DataValue, result: ReadResult) -> None:

@@ -48,6 +48,8 @@ __all__ = ["Connection", "Session"]
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Reachable = Callable[["Session", bool, str], None]
+"""Called with (session, connected, reason) when a session opens, or is lost or cannot be opened after being up."""
 
 SESSION_TIMEOUT: Final = 60.0
 """Seconds the server keeps the session of a gateway that stopped talking (the keepalive talks every second)."""
@@ -65,7 +67,9 @@ class Connection:
 class Session:
     """The session of one endpoint, for the devices behind it (see the module docstring)."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float, on_change: Changed) -> None:
+    def __init__(
+        self, endpoint: Endpoint, timeout: float, on_change: Changed, on_connection: Reachable | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         """Seconds a connect attempt may take; set by the device that opened the session."""
@@ -83,6 +87,9 @@ class Session:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._on_connection = on_connection
+        self._reachable: bool | None = None
+        """What `on_connection` was last told; None before the first attempt."""
 
     def __str__(self) -> str:
         return str(self.endpoint)
@@ -144,6 +151,7 @@ class Session:
         if self._disposals:
             await asyncio.wait(set(self._disposals))
         self._retry_at = 0.0
+        self._reachable = None
         self._closing = False
 
     # --- the connection ----------------------------------------------------------------------------------------
@@ -203,6 +211,7 @@ class Session:
             log("%s: %s", self, self._failure)
             self._attempt = None
             _settle(attempt, ConnectionLost(f"{self}: {self._failure}"))
+            self._report(False, self._failure)
             return
         connection = self._connection = Connection(client, DataTypes(client))
         self.connections += 1
@@ -211,6 +220,14 @@ class Session:
         logger.info("%s: session %d open", self, self.connections)
         self._attempt = None
         _settle(attempt, connection)
+        self._report(True, f"session {self.connections} open")
+
+    def _report(self, reachable: bool, reason: str) -> None:
+        """Tell `on_connection` of a change (not of every failed attempt while the server stays away)."""
+        if reachable != self._reachable and not self._closing:
+            self._reachable = reachable
+            if self._on_connection is not None:
+                self._on_connection(self, reachable, f"{self}: {reason}")
 
     async def _open(self) -> Client:
         endpoint = self.endpoint
@@ -257,6 +274,7 @@ class Session:
         self._failure = reason
         self._retry_at = asyncio.get_running_loop().time()
         logger.warning("%s: %s; reconnecting", self, reason)
+        self._report(False, reason)
         self._poke()
 
     async def _sync(self, connection: Connection) -> None:

@@ -184,6 +184,8 @@ class _Case(Generic[P]):
     driver: Driver
     device: DeviceBinding
     pushes: Pushes
+    reports: list[tuple[str, bool, str]] = field(default_factory=list)
+    """What the driver told `Driver.on_connection`: (device, reachable, reason)."""
     tasks_before: set[asyncio.Task[Any]] = field(default_factory=set)
     connections_before: int = 0
 
@@ -260,6 +262,7 @@ class DriverConformance(abc.ABC, Generic[P]):
                     await peer.stop()
                 pushes = Pushes()
                 case = _Case(peer, self.make_driver(pushes), self.device(peer), pushes)
+                case.driver.on_connection = lambda *report: case.reports.append(report)  # as the runtime does
                 case.tasks_before = asyncio.all_tasks()
                 case.connections_before = connections_to(peer.port) if peer.port is not None else 0
                 try:
@@ -466,6 +469,27 @@ class DriverConformance(abc.ABC, Generic[P]):
                     return
                 if loop.time() >= deadline:
                     pytest.fail(f"{source} {values} never reached the push sink (got {case.pushes.items[-5:]})")
+
+        self._run(request, body, needs=("push",))
+
+    def test_a_pushing_device_follows_its_peer_down_and_up_without_being_read(
+        self, request: pytest.FixtureRequest
+    ) -> None:
+        """A device that only pushes is never read, so no read can tell the runtime that its peer is gone: the
+        driver must (`Driver.connection_changed`), or the device would stay UP while nothing comes."""
+
+        async def body(case: _Case[P]) -> None:
+            name = case.device.name
+
+            def reported(up: bool) -> bool:
+                return [r[1] for r in case.reports if r[0] == name][-1:] == [up]
+
+            await case.driver.add_device(case.device)
+            await async_wait_for(lambda: reported(True), within=self.recovery_within, what="a report: reachable")
+            await case.peer.stop()
+            await async_wait_for(lambda: reported(False), within=self.recovery_within, what="a report: unreachable")
+            await case.peer.start()
+            await async_wait_for(lambda: reported(True), within=self.recovery_within, what="a report: back")
 
         self._run(request, body, needs=("push",))
 
