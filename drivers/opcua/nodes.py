@@ -9,9 +9,9 @@ Attributes (EdgeX device-opc-ua's names):
   (``nsu=``) are refused: EdgeX takes indexes only, and an index saves a lookup per session.
 * ``objectId`` and ``methodId`` instead of ``nodeId``: a method of an object, called on every read of the resource;
   its first output argument is the value. Such a resource cannot be written (EdgeX calls methods on reads only).
-  ``inputMap`` gives the method's input arguments as literal values, as in EdgeX. EdgeX takes a YAML list of
-  strings; a resource's attributes here are scalars, so the list is a string: a JSON array (``'[2, 3]'``,
-  ``'["2", "3"]'``) or comma-separated values (``"2,3"``); a number alone is one argument. Each argument is
+  ``inputMap`` gives the method's input arguments as literal values, as in EdgeX: a YAML list (``[2, 3]``, as
+  EdgeX takes it), or a string holding a JSON array (``'[2, 3]'``, ``'["2", "3"]'``) or comma-separated values
+  (``"2,3"``); a number alone is one argument. Each argument is
   converted to the DataType the method declares for it (from its InputArguments property, read once per
   session), so ``"2"`` reaches an Int32 argument as Int32 2; a method that declares no arguments gets Strings,
   as EdgeX sends them. EdgeX has no way to pass another resource's value, and neither has this driver.
@@ -35,7 +35,7 @@ from typing import Final
 from asyncua.ua.uaerrors import UaStringParsingError
 from asyncua.ua.uatypes import ExpandedNodeId, NodeId
 
-from yurt_iot.runtime.sdk import AttributeValue, ConfigurationError, ResourceBinding, parse_duration
+from yurt_iot.runtime.sdk import AttributeScalar, AttributeValue, ConfigurationError, ResourceBinding, parse_duration
 
 __all__ = ["Method", "Point", "Variable", "compile_point"]
 
@@ -61,7 +61,7 @@ class Method:
     name: str
     object_id: NodeId
     method_id: NodeId
-    inputs: tuple[AttributeValue, ...] = ()
+    inputs: tuple[AttributeScalar, ...] = ()
     """The literal input arguments, converted to the method's argument types when it is called."""
 
 
@@ -147,10 +147,12 @@ class _Compiler:
             raise self.fail("publishingInterval", "is not a positive duration (250ms) or number of milliseconds")
         return seconds
 
-    def inputs(self) -> tuple[AttributeValue, ...]:
+    def inputs(self) -> tuple[AttributeScalar, ...]:
         value = self.attributes.get("inputMap")
         if value is None:
             return ()
+        if isinstance(value, list):  # a YAML list, as EdgeX profiles give it
+            return tuple(value)
         if not isinstance(value, str):
             return (value,)  # a single argument
         text = value.strip()

@@ -255,6 +255,7 @@ async def test_a_method_is_called_on_read_with_its_input_map_typed_as_it_declare
         resource("comma", "Int32", "R", inputMap="2, 3", **method),
         resource("json", "Int32", "R", inputMap="[40, -2]", **method),
         resource("strings", "Int64", "R", inputMap='["7", "8"]', **method),
+        resource("yaml_list", "Int32", "R", inputMap=[10, "11"], **method),  # a list in the profile, as in EdgeX
         resource("one_short", "Int32", "R", inputMap="1", **method),
         resource("not_a_number", "Int32", "R", inputMap="1,two", **method),
         resource("overflow", "Int32", "R", inputMap=f"{2**31 - 1},1", **method),
@@ -263,12 +264,12 @@ async def test_a_method_is_called_on_read_with_its_input_map_typed_as_it_declare
         await driver.add_device(device("calc", sim.endpoint, resources))
         calls = sim.stats.calls
         result = await driver.read("calc", [r["name"] for r in resources])
-        assert result.values == {"comma": 5, "json": 38, "strings": 15}
+        assert result.values == {"comma": 5, "json": 38, "strings": 15, "yaml_list": 21}
         assert "takes 2 input arguments and inputMap has 1" in str(result.errors["one_short"])
         assert "argument 2: 'two' is not an integer" in str(result.errors["not_a_number"])
         assert "BadOutOfRange" in str(result.errors["overflow"])
-        assert result.requests == 1  # the four valid calls went in one Call request
-        assert sim.stats.calls == calls + 4
+        assert result.requests == 1  # the five valid calls went in one Call request
+        assert sim.stats.calls == calls + 5
 
 
 # --- subscriptions ------------------------------------------------------------------------------------------

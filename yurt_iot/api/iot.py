@@ -248,7 +248,9 @@ class ResourceProperties(ApiModel):
     """Type of the value: Bool, String, Int8..Int64, Uint8..Uint64, Float32, Float64, Binary, arrays."""
 
 
-AttributeValue = str | int | float | bool
+AttributeScalar = str | int | float | bool
+AttributeValue = AttributeScalar | list[AttributeScalar]
+"""A resource attribute: a scalar, or a list of them (e.g. OPC-UA's ``inputMap: [2, 3]``, as EdgeX writes it)."""
 
 
 class DeviceResource(ApiModel):

@@ -23,13 +23,14 @@ import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from yurt_iot.api.iot import AttributeValue, DeviceResource, ValueType
+from yurt_iot.api.iot import AttributeScalar, AttributeValue, DeviceResource, ValueType
 from yurt_iot.runtime.backoff import Backoff
 from yurt_iot.runtime.scheduler import parse_duration, parse_seconds
 from yurt_iot.runtime.values import Value, ValueSpec, bits, is_float, is_integer, is_numeric, is_unsigned
 
 # Everything a driver needs is importable from here, so a driver depends on this module alone.
 __all__ = [
+    "AttributeScalar",
     "AttributeValue",
     "Backoff",
     "ConfigurationError",
