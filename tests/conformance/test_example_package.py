@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from tests.runtime.test_gateway import Events, command, profile
 from yurt_iot.api.iot import Device
 from yurt_iot.runtime import registry
@@ -23,6 +25,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "examples" / "driver-scpi"
 
 
 def _load(path: Path) -> ModuleType:
+    if importlib.util.find_spec("yurt_iot_driver_scpi") is None:
+        pytest.fail(f"the example driver is not installed: pip install -e {PACKAGE} (scripts/test does)", pytrace=False)
     spec = importlib.util.spec_from_file_location("yurt_iot_driver_scpi_conformance", path)
     assert spec is not None and spec.loader is not None
     module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
