@@ -182,9 +182,11 @@ class LeaderElector:
     def _spec(self, old: dict[str, Any], now: datetime) -> dict[str, Any]:
         spec = dict(old)
         stamp = _micro_time(now)
-        if old.get("holderIdentity") != self.identity or not old.get("acquireTime"):
+        if old.get("holderIdentity") != self.identity:
             spec["acquireTime"] = stamp
-            spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0) + (1 if old.get("holderIdentity") else 0)
+            # Taking over (even a released Lease) is a transition; a Lease we create starts at 0.
+            spec["leaseTransitions"] = int(old.get("leaseTransitions") or 0) + (1 if old else 0)
+        spec.setdefault("acquireTime", stamp)
         spec.update(holderIdentity=self.identity, leaseDurationSeconds=math.ceil(self.lease_duration), renewTime=stamp)
         return spec
 
