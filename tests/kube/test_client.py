@@ -9,8 +9,19 @@ import pytest
 
 from yurt_iot.api.iot import Device
 from yurt_iot.api.meta import ResourceType
-from yurt_iot.kube import AlreadyExists, Conflict, Gone, Invalid, NotFound, WatchEvent
+from yurt_iot.kube import (
+    AlreadyExists,
+    Conflict,
+    Gone,
+    Invalid,
+    KubeClient,
+    NotFound,
+    Unreachable,
+    WatchEvent,
+    load_config,
+)
 from yurt_iot.testing.controlplane import ControlPlane
+from yurt_iot.testing.ports import free_port
 from yurt_iot.testing.waiting import async_test
 
 from .helpers import client_for, device
@@ -131,3 +142,12 @@ async def test_delete_preconditions_protect_a_newer_version(control_plane: Contr
         with pytest.raises(Conflict):
             await devices.delete("d1", resource_version=old["metadata"]["resourceVersion"])
         assert (await devices.get("d1"))["spec"]["description"] == "newer"
+
+
+@async_test(timeout=30)
+async def test_no_answer_is_unreachable_not_an_httpx_error(control_plane: ControlPlane) -> None:
+    config = load_config(control_plane.kubeconfig)
+    config.host = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    async with KubeClient(config) as kube:
+        with pytest.raises(Unreachable, match="ConnectError"):
+            await kube.resource(NAMESPACES).list()

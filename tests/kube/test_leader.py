@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from yurt_iot.kube import LEASES, KubeClient, LeaderElector, LeadershipLost
+from yurt_iot.kube import LEASES, KubeClient, KubeMetrics, LeaderElector, LeadershipLost
 from yurt_iot.testing.controlplane import ControlPlane
 from yurt_iot.testing.waiting import async_test, async_wait_for
 
@@ -126,13 +126,21 @@ async def test_losing_the_lease_stops_the_work(control_plane: ControlPlane, name
 @async_test(timeout=60)
 async def test_work_that_finishes_releases_the_lease(control_plane: ControlPlane, namespace: str) -> None:
     async with client_for(control_plane) as kube:
-        done = []
+        metrics = KubeMetrics()
+        leading = []
+
+        def leader_gauge() -> float | None:
+            return metrics.registry.get_sample_value("yurt_iot_leader", {"lease": f"{namespace}/{LEASE}"})
 
         async def work() -> None:
-            done.append(True)
+            leading.append(leader_gauge())
 
-        await elector(kube, namespace, "short-lived").run(work)
-        assert done == [True]
+        short_lived = LeaderElector(
+            kube, LEASE, namespace, lease_duration=2, renew_deadline=1.5, retry_period=0.2, metrics=metrics
+        )
+        await short_lived.run(work)
+        assert leading == [1.0]
+        assert leader_gauge() == 0.0
         assert await holder(kube, namespace) is None
 
 

@@ -160,15 +160,16 @@ class ResourceClient:
     """get/list/create/replace/patch/delete/watch of one resource type (namespaced or cluster-scoped)."""
 
     def __init__(self, client: KubeClient, resource_type: ResourceType, namespace: str | None = None) -> None:
-        self.client, self.type, self.namespace = client, resource_type, namespace
+        self.client, self.resource_type, self.namespace = client, resource_type, namespace
 
     @property
     def namespaced(self) -> bool:
-        return self.type.scope == "Namespaced"
+        return self.resource_type.scope == "Namespaced"
 
     def __repr__(self) -> str:
         where = f" in {self.namespace}" if self.namespace and self.namespaced else ""
-        return f"<ResourceClient {self.type.plural}.{self.type.group or 'core'}/{self.type.version}{where}>"
+        rt = self.resource_type
+        return f"<ResourceClient {rt.plural}.{rt.group or 'core'}/{rt.version}{where}>"
 
     # ------------------------------------------------------------------ paths
 
@@ -177,19 +178,20 @@ class ResourceClient:
             return None
         ns = namespace or ((obj or {}).get("metadata") or {}).get("namespace") or self.namespace
         if required and not ns:
-            raise ValueError(f"namespace: required for namespaced resource {self.type.plural}")
+            raise ValueError(f"namespace: required for namespaced resource {self.resource_type.plural}")
         return str(ns) if ns else None
 
     def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
         """The URL path of the collection, an object or its subresource."""
-        root = f"/apis/{self.type.group}/{self.type.version}" if self.type.group else f"/api/{self.type.version}"
+        rt = self.resource_type
+        root = f"/apis/{rt.group}/{rt.version}" if rt.group else f"/api/{rt.version}"
         parts = [root]
         if namespace:
             parts.append(f"namespaces/{namespace}")
-        parts.append(self.type.plural)
+        parts.append(self.resource_type.plural)
         if name is not None:
             if not name:
-                raise ValueError(f"metadata.name: required for {self.type.kind}")
+                raise ValueError(f"metadata.name: required for {self.resource_type.kind}")
             parts.append(name)
         if subresource:
             parts.append(subresource)
@@ -223,10 +225,10 @@ class ResourceClient:
         path = self.path(self._ns(namespace, required=False))
         while True:
             page = await self.client.request("GET", path, params=params)
-            kind = self.type.kind
+            kind = self.resource_type.kind
             for item in page.get("items") or []:
                 # Items of a list carry no apiVersion/kind; fill them in so every cached object is self-describing.
-                item.setdefault("apiVersion", self.type.api_version.lstrip("/"))
+                item.setdefault("apiVersion", self.resource_type.api_version.lstrip("/"))
                 item.setdefault("kind", kind)
                 items.append(item)
             meta = page.get("metadata") or {}
@@ -251,7 +253,7 @@ class ResourceClient:
         patch: Any,
         *,
         namespace: str | None = None,
-        type: PatchType = "merge",
+        patch_type: PatchType = "merge",
         subresource: str | None = None,
         field_manager: str | None = None,
         force: bool | None = None,
@@ -260,7 +262,7 @@ class ResourceClient:
         params = {"fieldManager": field_manager, "force": force}
         path = self.path(self._ns(namespace), name, subresource)
         return await self.client.request(  # type: ignore[no-any-return]
-            "PATCH", path, params=params, body=patch, content_type=_PATCH_CONTENT_TYPES[type]
+            "PATCH", path, params=params, body=patch, content_type=_PATCH_CONTENT_TYPES[patch_type]
         )
 
     async def patch_status(self, name: str, patch: Any, *, namespace: str | None = None) -> Obj:

@@ -84,7 +84,7 @@ class Informer:
         self._rv: str | None = None
 
     def __repr__(self) -> str:
-        return f"<Informer {self.resource.type.plural}{' in ' + self.namespace if self.namespace else ''}>"
+        return f"<Informer {self.resource.resource_type.plural}{' in ' + self.namespace if self.namespace else ''}>"
 
     @property
     def has_synced(self) -> bool:

@@ -5,7 +5,9 @@ never reconcile the same objects. The holder renews the Lease every `retry_perio
 over once it has not been renewed for `lease_duration`, judged by their own clock from when they last saw
 it change (so clock skew between machines does not matter). A holder that cannot renew within
 `renew_deadline` stops its work *before* the others may take over (renew_deadline < lease_duration), and a
-holder that shuts down releases the Lease so a successor starts at once.
+holder that shuts down releases the Lease so a successor starts at once. For that promise to hold, the
+work must stop within lease_duration - renew_deadline of being cancelled: keep the controllers'
+`shutdown_timeout` below it.
 
     elector = LeaderElector(kube, "yurt-iot-manager", "kube-system")
     await elector.run(run_controllers)   # returns when run_controllers returns; raises LeadershipLost
