@@ -91,12 +91,16 @@ def gateway(
     ops_host: Annotated[str, typer.Option(help="Address of /metrics, /healthz and /readyz.")] = "127.0.0.1",
     ops_port: Annotated[int, typer.Option(help="Port of /metrics, /healthz and /readyz.")] = 9464,
     log_format: Annotated[str, typer.Option(help="console or json.")] = "console",
+    reload: Annotated[
+        bool, typer.Option(help="Apply edits of the manifest files live (only the devices they change restart).")
+    ] = True,
 ) -> None:
     """Run devices from manifest files and publish their readings to MQTT (no Kubernetes needed)."""
     import asyncio
     import signal
 
     from yurt_iot.logs import setup_logging
+    from yurt_iot.runtime.manifests import ManifestError
     from yurt_iot.runtime.publisher import MqttSettings
     from yurt_iot.runtime.service import GatewayOptions, run_gateway
 
@@ -113,6 +117,7 @@ def gateway(
         topic_prefix=topic_prefix,
         ops_host=ops_host,
         ops_port=ops_port,
+        reload_interval=0.5 if reload else None,
     )  # fmt: skip
 
     async def main() -> None:
@@ -122,7 +127,11 @@ def gateway(
             loop.add_signal_handler(sig, stop.set)
         await run_gateway(options, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ManifestError as error:
+        typer.echo(f"the manifests cannot be used:\n{error}", err=True)
+        raise typer.Exit(1) from None
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The operations endpoint every yurt-iot process serves: /metrics (Prometheus), /healthz and /readyz.
+"""The operations endpoint every yurt-iot process serves: /metrics (Prometheus), /healthz and /readyz, and
+whatever JSON API the process adds under /api/ (the gateway's devices, for `yurt-iot devices`).
 
 A few lines of asyncio instead of prometheus_client's threaded server, so the process keeps one event loop.
 """
@@ -7,12 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 Check = Callable[[], str | None]
 """Returns None when healthy, else the reason it is not."""
+Response = tuple[int, str, bytes]
+"""Status, content type and body."""
+ApiHandler = Callable[[str, str, bytes], Awaitable[Response]]
+"""Serves (method, path with its query, body) of a request under /api/."""
+
+_MAX_BODY = 1 << 20
 
 
 class OpsServer:
@@ -26,9 +34,10 @@ class OpsServer:
         port: int = 0,
         ready: Check | None = None,
         healthy: Check | None = None,
+        api: ApiHandler | None = None,
     ) -> None:
         self.registry, self.host, self.port = registry, host, port
-        self._ready, self._healthy = ready, healthy
+        self._ready, self._healthy, self._api = ready, healthy, api
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -40,7 +49,10 @@ class OpsServer:
             self._server.close()
             await self._server.wait_closed()
 
-    def _route(self, path: str) -> tuple[int, str, bytes]:
+    async def _route(self, method: str, target: str, body: bytes) -> Response:
+        path = target.split("?", 1)[0]
+        if path.startswith("/api/") and self._api is not None:
+            return await self._api(method, target, body)
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
         if path in ("/healthz", "/readyz"):
@@ -51,14 +63,21 @@ class OpsServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
-            parts = request.split(b" ", 2)
-            path = parts[1].decode("latin-1").split("?", 1)[0] if len(parts) > 2 else ""
-            status, content_type, body = self._route(path)
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            parts = request_line.split(" ", 2)
+            method, target = (parts[0], parts[1]) if len(parts) > 2 else ("", "")
+            headers = dict(line.lower().split(":", 1) for line in header_lines if ":" in line)
+            length_text = headers.get("content-length", "0").strip()
+            length = int(length_text) if length_text.isdigit() else -1
+            if not 0 <= length <= _MAX_BODY:
+                status, content_type, body = 400, "text/plain", b"bad or too large Content-Length\n"
+            else:
+                payload = await asyncio.wait_for(reader.readexactly(length), timeout=10) if length else b""
+                status, content_type, body = await self._route(method, target, payload)
             writer.write(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
+                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                 + body
             )
             await writer.drain()

@@ -1,10 +1,10 @@
 """The gateway process: devices from manifests, polled by the runtime, events spooled to disk and published.
 
     manifests -> Gateway (drivers, schedules) -> Spool (disk, bounded) -> MqttPublisher -> broker
-                                                       ^ survives broker outages and kill -9
+        ^ reloaded live                                ^ survives broker outages and kill -9
 
-It also serves /metrics, /healthz and /readyz. The per-pool controller (for clusters) feeds the same
-Gateway from the CRDs instead of files.
+It also serves /metrics, /healthz, /readyz and the devices API (`deviceapi`). The per-pool controller (for
+clusters) feeds the same Gateway from the CRDs instead of files; the demo runs this service in its own process.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +20,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from yurt_iot.ops import OpsServer
+from yurt_iot.runtime.deviceapi import DeviceApi
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
 from yurt_iot.runtime.gateway import Gateway
-from yurt_iot.runtime.manifests import device_profiles, load_manifests
 from yurt_iot.runtime.metrics import RuntimeMetrics
 from yurt_iot.runtime.publisher import MqttPublisher, MqttSettings
+from yurt_iot.runtime.reload import ManifestReloader
 from yurt_iot.runtime.spool import OverflowPolicy, Spool
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class GatewayOptions:
     ops_host: str = "127.0.0.1"
     ops_port: int = 9464
     driver_timeout: float = 1.0
+    reload_interval: float | None = 0.5
+    """Seconds between looks at the manifest files for changes; None reads them once."""
 
 
 class _TelemetryCollector(Collector):
@@ -67,9 +70,20 @@ class _TelemetryCollector(Collector):
         yield GaugeMetricFamily("yurt_iot_mqtt_connected", "1 while connected to the broker", value=int(p.connected))
 
 
-async def run_gateway(options: GatewayOptions, stop: asyncio.Event) -> None:
-    """Run until `stop` is set; a device that cannot start is logged and skipped, the others run."""
-    pairs = device_profiles(load_manifests(options.manifests))
+@dataclass(frozen=True)
+class RunningGateway:
+    """A started gateway service: its runtime, its devices API and the port the ops endpoint listens on."""
+
+    gateway: Gateway
+    api: DeviceApi
+    reloader: ManifestReloader
+    ops_port: int
+
+
+@contextlib.asynccontextmanager
+async def gateway_service(options: GatewayOptions) -> AsyncIterator[RunningGateway]:
+    """Start the gateway: ManifestError (before anything starts) if the manifests cannot be used; a device
+    that cannot start is logged and skipped, the others run. Everything stops when the block exits."""
     metrics = RuntimeMetrics()
     async with Spool(options.spool_dir, max_bytes=options.spool_max_bytes, policy=options.overflow) as spool:
         publisher = MqttPublisher(spool, options.mqtt)
@@ -80,31 +94,46 @@ async def run_gateway(options: GatewayOptions, stop: asyncio.Event) -> None:
             topic_prefix=options.topic_prefix,
             driver_timeout=options.driver_timeout,
         )
+        reloader = ManifestReloader(gateway, options.manifests, interval=options.reload_interval or 0.5)
+        desired = await reloader.load()
         started = False
+        api = DeviceApi(gateway)
         ops = OpsServer(
             metrics.registry,
             host=options.ops_host,
             port=options.ops_port,
             ready=lambda: None if started else "starting devices",
+            api=api,
         )
         await ops.start()
         publishing = asyncio.create_task(publisher.run(), name="mqtt publisher")
+        watching: asyncio.Task[None] | None = None
         try:
-            for device, profile in pairs:
-                try:
-                    await gateway.apply(device, profile)
-                except Exception:
-                    logger.exception("device %s not started", device.metadata.name)
+            await reloader.apply(desired)
             started = True
+            if options.reload_interval is not None:
+                watching = asyncio.create_task(reloader.watch(), name="manifest reloader")
             logger.info(
                 "gateway running: %d devices, ops on %s:%d, publishing to %s:%d",
                 len(gateway.devices), options.ops_host, ops.port, options.mqtt.host, options.mqtt.port,
             )  # fmt: skip
-            await stop.wait()
+            yield RunningGateway(gateway, api, reloader, ops.port)
         finally:
+            await _cancel(watching)  # before the devices stop, so that no reload starts one again
             await gateway.close()
             await publisher.close()
-            publishing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publishing
+            await _cancel(publishing)
             await ops.close()
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def run_gateway(options: GatewayOptions, stop: asyncio.Event) -> None:
+    """Run until `stop` is set."""
+    async with gateway_service(options):
+        await stop.wait()
