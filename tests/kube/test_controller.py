@@ -237,3 +237,22 @@ async def test_a_reconcile_that_outlives_the_shutdown_deadline_is_cancelled() ->
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(run, 5)
     assert cancelled.is_set()
+
+
+@async_test(timeout=60)
+async def test_watch_can_map_an_object_to_the_keys_it_affects(control_plane: ControlPlane, namespace: str) -> None:
+    async with client_for(control_plane) as kube:
+        devices = kube.resource(Device, namespace)
+        informer = Informer(devices)
+        reconciled: list[ObjectKey] = []
+
+        async def reconcile(key: ObjectKey) -> None:
+            reconciled.append(key)
+
+        services = Controller("deviceservices", reconcile)
+        # A device change concerns the DeviceService that serves it.
+        services.watch(informer, map_to=lambda d: [ObjectKey(namespace, d["spec"]["serviceName"])])
+        async with running(informer, services):
+            await devices.create(device("d1"))
+            await async_wait_for(lambda: reconciled, within=10)
+        assert reconciled == [ObjectKey(namespace, "modbus")]

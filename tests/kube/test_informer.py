@@ -11,7 +11,7 @@ import pytest
 
 from yurt_iot.api.iot import Device
 from yurt_iot.api.meta import ResourceType
-from yurt_iot.kube import Informer, KubeClient, by_field, by_namespace, load_config
+from yurt_iot.kube import EventHandler, Informer, KubeClient, by_field, by_namespace, load_config
 from yurt_iot.testing.controlplane import ControlPlane
 from yurt_iot.testing.waiting import async_test, async_wait_for
 
@@ -147,3 +147,23 @@ async def test_a_network_outage_is_survived_without_losing_events(control_plane:
             assert link.connections >= 2, "the informer had to reconnect"
     finally:
         await link.close()
+
+
+@async_test(timeout=60)
+async def test_a_failing_handler_does_not_stop_the_informer_or_other_handlers(
+    control_plane: ControlPlane, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(obj: dict[str, object]) -> None:
+        raise RuntimeError("handler bug")
+
+    async with client_for(control_plane) as kube:
+        maps = kube.resource(CONFIGMAPS, namespace)
+        recorder = Recorder()
+        informer = Informer(maps)
+        informer.add_handler(EventHandler(on_add=broken))
+        informer.add_handler(recorder.handler())
+        async with running(informer):
+            await maps.create({"metadata": {"name": "a"}})
+            await maps.create({"metadata": {"name": "b"}})
+            await async_wait_for(lambda: recorder.changes() == [("add", "a"), ("add", "b")], within=10)
+        assert sum("event handler" in r.getMessage() for r in caplog.records) == 2
