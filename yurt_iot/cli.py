@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -132,6 +133,99 @@ def gateway(
     except ManifestError as error:
         typer.echo(f"the manifests cannot be used:\n{error}", err=True)
         raise typer.Exit(1) from None
+
+
+devices = typer.Typer(help="List, read and write the devices of a running gateway.", no_args_is_help=True)
+app.add_typer(devices, name="devices")
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+GatewayUrl = Annotated[
+    str, typer.Option("--gateway", envvar="YURT_IOT_GATEWAY", help="The gateway's ops address (its --ops-port).")
+]
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
+
+
+def _call(gateway: str, method: str, path: str, body: dict[str, str] | None = None) -> Any:
+    """A devices API request; a clear message and exit 1 if the gateway cannot be reached or refuses."""
+    import httpx
+
+    url = f"{gateway.rstrip('/')}/api/v1/devices{path}"
+    try:
+        response = httpx.request(method, url, json=body, timeout=10)
+    except httpx.HTTPError as error:
+        typer.echo(f"cannot reach the gateway at {gateway}: {error}", err=True)
+        raise typer.Exit(1) from None
+    document = response.json() if response.headers.get("content-type") == "application/json" else {}
+    if response.is_error:
+        typer.echo(f"{method} {url}: {document.get('error') or response.text.strip()}", err=True)
+        raise typer.Exit(1)
+    return document
+
+
+def _print(document: Any, output: Output, table: Any) -> None:
+    import json
+
+    from rich.console import Console
+
+    if output is Output.json:
+        typer.echo(json.dumps(document, indent=2))
+    else:
+        Console().print(table)
+
+
+@devices.command("ls")
+def devices_ls(gateway: GatewayUrl = "http://127.0.0.1:9464", output: OutputOption = Output.table) -> None:
+    """List the gateway's devices with their state and latest values."""
+    from yurt_iot.demo.table import devices_table
+
+    found = _call(gateway, "GET", "")["devices"]
+    _print(found, output, devices_table(found))
+
+
+@devices.command("read")
+def devices_read(
+    name: Annotated[str, typer.Argument(help="The device.")],
+    resources: Annotated[list[str] | None, typer.Argument(help="Resources to read now; none: latest values.")] = None,
+    gateway: GatewayUrl = "http://127.0.0.1:9464",
+    output: OutputOption = Output.table,
+) -> None:
+    """Read resources of a device now (or show the latest values it polled)."""
+    from rich import box
+    from rich.table import Table
+
+    from yurt_iot.demo.table import format_value
+
+    if resources:
+        values = {r: _call(gateway, "GET", f"/{name}/{r}")["value"] for r in resources}
+    else:
+        values = {r: entry["value"] for r, entry in _call(gateway, "GET", f"/{name}")["latest"].items()}
+    table = Table("RESOURCE", "VALUE", box=box.SIMPLE_HEAD, show_edge=False, header_style="bold")
+    for resource, value in values.items():
+        table.add_row(resource, format_value(value))
+    _print({"device": name, "values": values}, output, table)
+
+
+@devices.command("write")
+def devices_write(
+    name: Annotated[str, typer.Argument(help="The device.")],
+    assignments: Annotated[list[str], typer.Argument(help="RESOURCE=VALUE, values as in desiredValue.")],
+    gateway: GatewayUrl = "http://127.0.0.1:9464",
+) -> None:
+    """Write resources of a device, e.g. `yurt-iot devices write thermostat-1 SetPoint=22.5`."""
+    values: dict[str, str] = {}
+    for assignment in assignments:
+        resource, separator, value = assignment.partition("=")
+        if not separator or not resource:
+            typer.echo(f"expected RESOURCE=VALUE, got {assignment!r}", err=True)
+            raise typer.Exit(2)
+        values[resource] = value
+    _call(gateway, "PUT", f"/{name}", values)
+    typer.echo(f"{name}: wrote {', '.join(f'{r}={v}' for r, v in values.items())}")
 
 
 if __name__ == "__main__":
