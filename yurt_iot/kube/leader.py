@@ -144,8 +144,8 @@ class LeaderElector:
 
     async def _try_acquire_or_renew(self) -> bool:
         """One attempt: take a free or expired Lease, or renew ours; False if another process holds it."""
+        loop = asyncio.get_running_loop()
         now = datetime.now(UTC)
-        loop_now = asyncio.get_running_loop().time()
         try:
             lease = await self._leases.get(self.name)
         except errors.NotFound:
@@ -157,11 +157,12 @@ class LeaderElector:
             except errors.KubeError as exc:
                 logger.warning("%r: cannot create the Lease: %s", self, exc)
                 return False
-            self._observe(lease, loop_now)
+            self._observe(lease, loop.time())
             return True
         except errors.KubeError as exc:
             logger.warning("%r: cannot read the Lease: %s", self, exc)
             return False
+        loop_now = loop.time()  # when we saw it: the holder's renewal is at least this recent
         old = lease.get("spec") or {}
         if old != self._observed_spec:
             self._observe(lease, loop_now)
