@@ -37,13 +37,16 @@ def test_examples_apply_and_print_openyurt_columns(control_plane: ControlPlane) 
     devices = kubectl(control_plane, "get", "devices", "-n", namespace, "-o", "wide")
     assert devices.returncode == 0, devices.stderr
     assert _header(devices.stdout) == ["NAME", "NODEPOOL", "SYNCED", "MANAGED", "AGE"]
-    row = devices.stdout.splitlines()[1].split()
-    assert row[:4] == ["thermostat-1", "hangzhou", "false", "true"]
+    rows = {line.split()[0]: line.split() for line in devices.stdout.splitlines()[1:]}
+    assert set(rows) == {"thermostat-1", "opcua-machine-1", "mqtt-sensor-1"}
+    assert rows["thermostat-1"][:4] == ["thermostat-1", "hangzhou", "false", "true"]
 
     short = kubectl(control_plane, "get", "dev,dsvc,dp", "-n", namespace)
     assert short.returncode == 0, short.stderr
     for name in ("device.iot.openyurt.io/thermostat-1", "deviceservice.iot.openyurt.io/device-modbus",
-                 "deviceprofile.iot.openyurt.io/thermostat"):  # fmt: skip
+                 "deviceprofile.iot.openyurt.io/thermostat", "device.iot.openyurt.io/opcua-machine-1",
+                 "deviceprofile.iot.openyurt.io/mqtt-sensor", "deviceservice.iot.openyurt.io/device-opcua",
+                 ):  # fmt: skip
         assert name in short.stdout
 
     pools = kubectl(control_plane, "get", "np")

@@ -135,6 +135,31 @@ def gateway(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def demo(
+    duration: Annotated[float | None, typer.Option(help="Seconds to run; default: until Ctrl-C.")] = None,
+    manifests: Annotated[
+        Path | None,
+        typer.Option(envvar="YURT_IOT_EXAMPLES", help="Device manifests to simulate; default: examples/iot."),
+    ] = None,
+    mqtt_port: Annotated[int, typer.Option(help="Port of the broker the gateway publishes readings to.")] = 1883,
+    ops_port: Annotated[int, typer.Option(help="Port of the gateway's /metrics and devices API.")] = 9464,
+) -> None:
+    """Simulated Modbus, OPC-UA and MQTT devices, a broker and the gateway, with a live table (no cluster needed)."""
+    import asyncio
+
+    from yurt_iot.demo.live import DemoOptions, default_manifests, run_demo
+    from yurt_iot.demo.plan import DemoError
+
+    repository_examples = Path(__file__).resolve().parent.parent / "examples" / "iot"
+    try:
+        directory = manifests or default_manifests([repository_examples, Path("examples/iot")])
+        asyncio.run(run_demo(DemoOptions(directory, duration, mqtt_port=mqtt_port, ops_port=ops_port)))
+    except DemoError as error:
+        typer.echo(f"yurt-iot demo: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
 devices = typer.Typer(help="List, read and write the devices of a running gateway.", no_args_is_help=True)
 app.add_typer(devices, name="devices")
 

@@ -13,7 +13,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def test_examples_pair_each_device_with_its_profile() -> None:
     pairs = device_profiles(load_manifests([EXAMPLES]))
-    assert [(d.metadata.name, p.metadata.name) for d, p in pairs] == [("thermostat-1", "thermostat")]
+    assert sorted((d.metadata.name, p.metadata.name) for d, p in pairs) == [
+        ("mqtt-sensor-1", "mqtt-sensor"), ("opcua-machine-1", "opcua-machine"), ("thermostat-1", "thermostat"),
+    ]  # fmt: skip
 
 
 def test_profile_found_by_its_edge_name_label(tmp_path: Path) -> None:

@@ -1,0 +1,156 @@
+"""`yurt-iot demo` in a pseudo-terminal, as a new user runs it: live readings from all three protocols, a clean
+exit after --duration or Ctrl-C with no process left behind, and a clear message when a port is taken."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import termios
+import time
+from pathlib import Path
+
+from yurt_iot.testing.ports import LOOPBACK, stable_free_port
+from yurt_iot.testing.waiting import wait_for
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "iot"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+ROWS = {"thermostat-1": "modbus-tcp", "opcua-machine-1": "opcua", "mqtt-sensor-1": "mqtt"}
+
+
+class Terminal:
+    """A command on a 160-column pseudo-terminal, in its own process group (as a shell runs a foreground job)."""
+
+    def __init__(self, *args: str) -> None:
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "50"}
+        self.proc = subprocess.Popen(["yurt-iot", *args], stdin=slave, stdout=slave, stderr=slave, env=env,
+                                     start_new_session=True)  # fmt: skip
+        os.close(slave)
+        self.output = b""
+        self.descendants: set[int] = set()
+
+    def read(self, timeout: float = 0.2) -> str:
+        """Everything printed so far, escape sequences removed; also notes the command's descendants."""
+        self.descendants |= _descendants(self.proc.pid)
+        while select.select([self.master], [], [], timeout)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: the command closed the terminal
+                break
+            if not chunk:
+                break
+            self.output += chunk
+            timeout = 0
+        return ANSI.sub("", self.output.decode(errors="replace"))
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.read()
+        self.read(0)
+        return self.proc.wait(timeout=1)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        os.close(self.master)
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _rows_with_readings(screen: str) -> dict[str, str]:
+    """Device -> its latest table row, for the rows that show the device UP with readings and values."""
+    rows = {}
+    for line in screen.splitlines():
+        cells = line.split()
+        shown = len(cells) >= 6 and cells[0] in ROWS and cells[1] == ROWS[cells[0]] and cells[2] == "UP"
+        if shown and cells[3].isdigit() and int(cells[3]) > 0 and "=" in line:
+            rows[cells[0]] = line
+    return rows
+
+
+def test_the_demo_shows_live_readings_of_all_three_protocols_and_exits_cleanly() -> None:
+    terminal = Terminal("demo", "--duration", "8")
+    try:
+        code = terminal.wait(timeout=60)
+        screen = terminal.read(0)
+    finally:
+        terminal.close()
+    assert code == 0, screen
+    rows = _rows_with_readings(screen)
+    assert set(rows) == set(ROWS), screen
+    assert "Temperature=" in rows["thermostat-1"] and "Humidity=" in rows["thermostat-1"]
+    assert "Cycles=" in rows["opcua-machine-1"] and "temperature=" in rows["mqtt-sensor-1"]
+    assert "demo stopped" in screen
+    assert terminal.descendants, "the demo started no processes"
+    assert not [pid for pid in terminal.descendants if _alive(pid)]
+
+
+def _manifests_on_free_ports(directory: Path) -> dict[str, int]:
+    ports = {name: stable_free_port() for name in ("modbus", "opcua", "mqtt", "ops")}
+    directory.mkdir()
+    for path in EXAMPLES.glob("*.yaml"):
+        text = path.read_text().replace('Port: "1502"', f'Port: "{ports["modbus"]}"')
+        text = text.replace("127.0.0.1:4840", f"127.0.0.1:{ports['opcua']}").replace(":1883", f":{ports['mqtt']}")
+        (directory / path.name).write_text(text)
+    return ports
+
+
+def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    ports = _manifests_on_free_ports(tmp_path / "manifests")
+    terminal = Terminal("demo", "--manifests", str(tmp_path / "manifests"),
+                        "--mqtt-port", str(ports["mqtt"]), "--ops-port", str(ports["ops"]))  # fmt: skip
+    try:
+        wait_for(lambda: len(_rows_with_readings(terminal.read())) == 3, timeout=40, what="readings of 3 devices")
+        os.killpg(terminal.proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        code = terminal.wait(timeout=30)
+        screen = terminal.read(0)
+    finally:
+        terminal.close()
+    assert code == 0, screen
+    assert "demo stopped" in screen and "WARNING" not in screen and "ERROR" not in screen
+    assert not [pid for pid in terminal.descendants if _alive(pid)]
+
+
+def test_a_taken_port_is_named(tmp_path: Path) -> None:
+    ports = _manifests_on_free_ports(tmp_path / "manifests")
+    with socket.socket() as taken:
+        taken.bind((LOOPBACK, ports["opcua"]))
+        taken.listen()
+        result = subprocess.run(
+            ["yurt-iot", "demo", "--manifests", str(tmp_path / "manifests"), "--duration", "5",
+             "--mqtt-port", str(ports["mqtt"]), "--ops-port", str(ports["ops"])],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"port {ports['opcua']} (OPC-UA simulator of opcua-machine-1) is in use" in result.stderr

@@ -1,0 +1,85 @@
+"""The demo's child processes (simulators, the broker): started after a check that their port is free, ready
+when they say so, and always stopped, in their own session so that a Ctrl-C reaches the demo alone and the
+demo stops them in order (the gateway before the devices it reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import shutil
+import signal
+import socket
+from pathlib import Path
+
+from yurt_iot.demo.plan import DemoError
+from yurt_iot.testing.ports import LOOPBACK
+
+_READY_TIMEOUT = 30.0
+_STOP_TIMEOUT = 5.0
+
+
+def check_port_free(port: int, purpose: str) -> None:
+    """DemoError naming the port and what it was for if something listens on it already."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no conflict
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError as error:
+            reason = "is in use" if error.errno == errno.EADDRINUSE else f"cannot be used ({error.strerror})"
+            raise DemoError(
+                f"port {port} ({purpose}) {reason}: stop what listens there, or edit the port in the manifests "
+                "and pass them with --manifests"
+            ) from None
+
+
+def find_mosquitto() -> Path:
+    found = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+    if found is None:
+        raise DemoError(
+            "the demo needs an MQTT broker and found no mosquitto: install it (Debian/Ubuntu: apt install mosquitto, "
+            "macOS: brew install mosquitto) and run the demo again"
+        )
+    return Path(found)
+
+
+class Child:
+    """One child process that prints a line on stdout once it serves."""
+
+    def __init__(self, purpose: str, argv: tuple[str, ...], log: Path) -> None:
+        self.purpose, self.argv, self.log = purpose, argv, log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> str:
+        """Start it and return its first line; DemoError with the tail of its log if it exits or hangs first."""
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
+                start_new_session=True,
+            )  # fmt: skip
+        assert self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), _READY_TIMEOUT)
+        except TimeoutError:
+            line = b""
+        if not line:
+            await self.stop()
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-5:])
+            raise DemoError(f"the {self.purpose} did not start:\n{tail}")
+        return line.decode().strip()
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
