@@ -1,0 +1,96 @@
+"""deploy/ (kustomize) installs on a real API server with one command, and the Dockerfile holds together.
+
+There is no kubelet and no Docker engine here: the API server accepting every object (CRDs, RBAC, the gateway's
+Deployment and ConfigMap), RBAC granting what the gateway needs, and a static reading of the Dockerfile are what
+this machine can check.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.kube_helpers import kubectl
+from yurt_iot.testing.controlplane import ControlPlane
+
+REPO = Path(__file__).resolve().parent.parent
+GATEWAY = "system:serviceaccount:yurt-iot:yurt-iot-gateway"
+
+
+def test_the_crd_kustomization_lists_every_generated_crd() -> None:
+    listed = yaml.safe_load((REPO / "crds/Kustomization").read_text())["resources"]
+    assert sorted(listed) == sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+
+
+def test_kubectl_apply_k_installs_everything(control_plane: ControlPlane) -> None:
+    applied = kubectl(control_plane, "apply", "-k", str(REPO / "deploy"))
+    assert applied.returncode == 0, applied.stderr
+    for name in ("namespace/yurt-iot", "serviceaccount/yurt-iot-gateway", "clusterrole.rbac.authorization.k8s.io/"
+                 "yurt-iot-gateway", "configmap/yurt-iot-devices", "deployment.apps/yurt-iot-gateway-hangzhou",
+                 "customresourcedefinition.apiextensions.k8s.io/devices.iot.openyurt.io"):  # fmt: skip
+        assert name in applied.stdout
+
+    deployment = json.loads(kubectl(control_plane, "get", "deploy", "yurt-iot-gateway-hangzhou", "-n", "yurt-iot",
+                                    "-o", "json").stdout)  # fmt: skip
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"][0] == "gateway" and "--manifests=/etc/yurt-iot/manifests" in container["args"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["serviceAccountName"] == "yurt-iot-gateway"
+
+    # the ConfigMap carries device manifests the gateway can run, and `yurt-iot validate` finds them clean
+    config = json.loads(kubectl(control_plane, "get", "cm", "yurt-iot-devices", "-n", "yurt-iot", "-o", "json").stdout)
+    kinds = [d["kind"] for text in config["data"].values() for d in yaml.safe_load_all(text) if d]
+    assert "Device" in kinds and "DeviceProfile" in kinds
+    checked = subprocess.run(["yurt-iot", "validate", str(REPO / "deploy/devices")], capture_output=True, text=True,
+                             timeout=60, check=False)  # fmt: skip
+    assert checked.returncode == 0 and not checked.stdout, checked.stdout
+
+
+def test_the_gateway_account_may_do_its_job_and_no_more(control_plane: ControlPlane) -> None:
+    assert kubectl(control_plane, "apply", "-k", str(REPO / "deploy")).returncode == 0
+
+    def can(*args: str) -> bool:
+        answer = kubectl(control_plane, "auth", "can-i", "--as", GATEWAY, *args)
+        return answer.stdout.strip() == "yes"
+
+    assert can("watch", "devices.iot.openyurt.io", "-A")
+    assert can("patch", "devices.iot.openyurt.io", "--subresource=status", "-n", "hangzhou")
+    assert can("update", "deviceprofiles.iot.openyurt.io", "-n", "hangzhou")
+    assert can("list", "nodepools.apps.openyurt.io")
+    assert can("list", "nodes")
+    assert can("create", "events", "-n", "hangzhou")
+    assert can("update", "leases.coordination.k8s.io", "-n", "yurt-iot")
+    assert not can("update", "leases.coordination.k8s.io", "-n", "kube-system")
+    assert not can("delete", "nodes")
+    assert not can("get", "secrets", "-n", "yurt-iot")
+
+
+def _instructions() -> list[tuple[str, str]]:
+    lines = (REPO / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+    return [(w[0].upper(), w[1]) for line in lines if line.strip() and not line.startswith("#")
+            for w in [line.split(None, 1)]]  # fmt: skip
+
+
+def test_the_dockerfile_is_multi_stage_non_root_and_runs_the_cli() -> None:
+    instructions = _instructions()
+    stages = [args.split() for op, args in instructions if op == "FROM"]
+    assert len(stages) == 2 and stages[0][-2:] == ["AS", "build"] and stages[0][0].endswith("-slim")
+    final = instructions[[i for i, (op, _) in enumerate(instructions) if op == "FROM"][-1] :]
+    assert ("COPY", "--from=build /wheels /wheels") in final
+    assert not any(op == "RUN" and "apt-get" in args for op, args in final)  # no compiler in the image
+    [user] = [args for op, args in final if op == "USER"]
+    assert int(user.split(":")[0]) != 0
+    assert [json.loads(args) for op, args in final if op == "ENTRYPOINT"] == [["yurt-iot"]]
+
+    # everything the build copies exists, and it is everything the package build needs (setup.py maps drivers/)
+    copied = {source for op, args in instructions if op == "COPY" and not args.startswith("--from")
+              for source in shlex.split(args)[:-1]}  # fmt: skip
+    assert all((REPO / source).exists() for source in copied), copied
+    assert {"pyproject.toml", "setup.py", "README.md", "yurt_iot", "drivers"} <= copied
