@@ -16,6 +16,8 @@ import termios
 import time
 from pathlib import Path
 
+from yurt_iot.api.iot import Device
+from yurt_iot.demo.plan import plan
 from yurt_iot.testing.ports import LOOPBACK, stable_free_port
 from yurt_iot.testing.waiting import wait_for
 
@@ -154,3 +156,30 @@ def test_a_taken_port_is_named(tmp_path: Path) -> None:
         )  # fmt: skip
     assert result.returncode == 1
     assert f"port {ports['opcua']} (OPC-UA simulator of opcua-machine-1) is in use" in result.stderr
+
+
+def test_the_plan_follows_the_manifests() -> None:
+    """One Modbus simulator per endpoint with every unit id on it, one broker per port, and devices that cannot
+    be simulated named rather than guessed at."""
+
+    def device(name: str, protocol: str, properties: dict[str, str]) -> Device:
+        spec = {"serviceName": "s", "profileName": "p", "notify": False, "protocols": {protocol: properties}}
+        return Device.model_validate({"metadata": {"name": name}, "spec": spec})
+
+    result = plan([
+        device("a", "modbus-tcp", {"Address": "127.0.0.1", "Port": "1502", "UnitID": "2"}),
+        device("b", "modbus-tcp", {"Address": "localhost", "Port": "1502", "UnitID": "1"}),
+        device("c", "mqtt", {"Broker": "tcp://127.0.0.1:1884", "CommandTopic": "cmd/c"}),
+        device("d", "modbus-tcp", {"Address": "10.1.2.3", "Port": "502"}),
+        device("e", "bacnet", {}),
+    ], telemetry_broker=1883)  # fmt: skip
+
+    assert result.brokers == {1883, 1884}
+    modbus = [s for s in result.simulators if "yurt_iot.sim.modbus" in s.argv]
+    assert [(s.port, s.argv[-1]) for s in modbus] == [(1502, "1,2")]
+    [mqtt] = [s for s in result.simulators if "yurt_iot.sim.mqtt" in s.argv]
+    assert mqtt.port == 1884 and not mqtt.listens and "cmd/c" in mqtt.argv
+    assert result.unsimulated == [
+        "d is at 10.1.2.3; the demo simulates devices on 127.0.0.1 only",
+        "e: no simulator for protocol bacnet",
+    ]

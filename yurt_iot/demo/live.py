@@ -147,6 +147,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> None
                     live.update(_view(running.api, rates, footer))
             # a Ctrl-C reaches the broker too (it shares the terminal): its going away is no news while stopping
             logging.getLogger().setLevel(logging.ERROR)
+    if not console.is_terminal:  # Live leaves its last frame without a line end when it is not on a terminal
+        console.line()
     console.print("demo stopped: gateway, simulators and broker are down")
 
 
