@@ -16,8 +16,12 @@ import termios
 import time
 from pathlib import Path
 
+import yaml
+
+from tests.kube_helpers import kubectl, new_namespace
 from yurt_iot.api.iot import Device
 from yurt_iot.demo.plan import plan
+from yurt_iot.testing.controlplane import ControlPlane
 from yurt_iot.testing.ports import LOOPBACK, stable_free_port
 from yurt_iot.testing.waiting import wait_for
 
@@ -183,3 +187,23 @@ def test_the_plan_follows_the_manifests() -> None:
         "d is at 10.1.2.3; the demo simulates devices on 127.0.0.1 only",
         "e: no simulator for protocol bacnet",
     ]
+
+
+def test_kube_applies_the_examples_to_the_cluster_instead(control_plane: ControlPlane, tmp_path: Path) -> None:
+    namespace = new_namespace(control_plane, "demo")
+    command = ["yurt-iot", "demo", "--kube", "--kubeconfig", str(control_plane.kubeconfig), "--namespace", namespace]
+    for _ in range(2):  # applying again updates in place
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert f"device.iot.openyurt.io/thermostat-1 applied in namespace {namespace}" in result.stdout
+    names = kubectl(control_plane, "get", "devices", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(names) == [f"device.iot.openyurt.io/{n}" for n in sorted(ROWS)]
+
+    unreachable = tmp_path / "kubeconfig"
+    config = yaml.safe_load(control_plane.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{stable_free_port()}"
+    unreachable.write_text(yaml.safe_dump(config))
+    result = subprocess.run([*command[:4], str(unreachable), *command[5:]], capture_output=True, text=True,
+                            timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert f"not applied in namespace {namespace}" in result.stderr

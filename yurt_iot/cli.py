@@ -144,16 +144,27 @@ def demo(
     ] = None,
     mqtt_port: Annotated[int, typer.Option(help="Port of the broker the gateway publishes readings to.")] = 1883,
     ops_port: Annotated[int, typer.Option(help="Port of the gateway's /metrics and devices API.")] = 9464,
+    kube: Annotated[bool, typer.Option(help="Apply the manifests to a cluster instead of running them here.")] = False,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(envvar="KUBECONFIG", help="With --kube: the cluster (default ~/.kube/config).")
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="With --kube: the namespace of the devices.")] = "default",
 ) -> None:
     """Simulated Modbus, OPC-UA and MQTT devices, a broker and the gateway, with a live table (no cluster needed)."""
     import asyncio
 
+    from rich.console import Console
+
+    from yurt_iot.demo.cluster import apply_to_cluster
     from yurt_iot.demo.live import DemoOptions, default_manifests, run_demo
     from yurt_iot.demo.plan import DemoError
 
     repository_examples = Path(__file__).resolve().parent.parent / "examples" / "iot"
     try:
         directory = manifests or default_manifests([repository_examples, Path("examples/iot")])
+        if kube:
+            asyncio.run(apply_to_cluster(directory, kubeconfig, namespace, Console()))
+            return
         asyncio.run(run_demo(DemoOptions(directory, duration, mqtt_port=mqtt_port, ops_port=ops_port)))
     except DemoError as error:
         typer.echo(f"yurt-iot demo: {error}", err=True)
