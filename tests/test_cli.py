@@ -13,9 +13,11 @@ import pytest
 
 from tests.system.harness import GatewayProcess, Simulator
 from yurt_iot import __version__
+from yurt_iot.runtime.deviceapi import DeviceApi
+from yurt_iot.runtime.gateway import Gateway
 from yurt_iot.testing.mosquitto import Mosquitto
 from yurt_iot.testing.ports import stable_free_port
-from yurt_iot.testing.waiting import wait_for
+from yurt_iot.testing.waiting import async_test, wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -86,7 +88,7 @@ def test_devices_ls_read_and_write(thermostat_gateway: str) -> None:
     table = run("devices", "ls", *url)
     assert table.returncode == 0
     row = next(line for line in table.stdout.splitlines() if "thermostat-1" in line)
-    assert "modbus-tcp" in row and "UP" in row and "Temperature=" in row
+    assert "modbus-tcp" in row and "UP" in row and "Temperature=" in table.stdout  # values may wrap
 
     # the manifest's desiredValue was written when the gateway started the device
     read = run("devices", "read", "thermostat-1", "SetPoint", "FanOn", *url, "-o", "json")
@@ -112,3 +114,14 @@ def test_devices_says_when_the_gateway_is_not_there() -> None:
     result = run("devices", "ls", "--gateway", f"http://127.0.0.1:{stable_free_port()}")
     assert result.returncode == 1
     assert "cannot reach the gateway at http://127.0.0.1:" in result.stderr
+
+
+@async_test(10)
+async def test_writes_are_accepted_from_the_gateways_host_only() -> None:
+    """The devices API has no authentication: another host may read, but not move actuators."""
+    api = DeviceApi(Gateway(lambda topic, payload: True))
+    body = b'{"SetPoint": "22"}'
+    status, _, refused = await api("PUT", "/api/v1/devices/thermostat-1", body, "10.0.0.7")
+    assert status == 403 and b"gateway's host only" in refused
+    assert (await api("PUT", "/api/v1/devices/thermostat-1", body, "127.0.0.1"))[0] == 404  # on to the lookup
+    assert (await api("GET", "/api/v1/devices", b"", "10.0.0.7"))[0] == 200

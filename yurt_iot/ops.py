@@ -17,8 +17,8 @@ Check = Callable[[], str | None]
 """Returns None when healthy, else the reason it is not."""
 Response = tuple[int, str, bytes]
 """Status, content type and body."""
-ApiHandler = Callable[[str, str, bytes], Awaitable[Response]]
-"""Serves (method, path with its query, body) of a request under /api/."""
+ApiHandler = Callable[[str, str, bytes, str], Awaitable[Response]]
+"""Serves (method, path with its query, body, client address) of a request under /api/."""
 
 _MAX_BODY = 1 << 20
 
@@ -49,10 +49,10 @@ class OpsServer:
             self._server.close()
             await self._server.wait_closed()
 
-    async def _route(self, method: str, target: str, body: bytes) -> Response:
+    async def _route(self, method: str, target: str, body: bytes, client: str) -> Response:
         path = target.split("?", 1)[0]
         if path.startswith("/api/") and self._api is not None:
-            return await self._api(method, target, body)
+            return await self._api(method, target, body, client)
         if path == "/metrics":
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
         if path in ("/healthz", "/readyz"):
@@ -74,7 +74,9 @@ class OpsServer:
                 status, content_type, body = 400, "text/plain", b"bad or too large Content-Length\n"
             else:
                 payload = await asyncio.wait_for(reader.readexactly(length), timeout=10) if length else b""
-                status, content_type, body = await self._route(method, target, payload)
+                peer = writer.get_extra_info("peername")
+                client = str(peer[0]) if isinstance(peer, tuple) else ""
+                status, content_type, body = await self._route(method, target, payload, client)
             writer.write(
                 f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()

@@ -7,11 +7,16 @@
 
 Errors are ``{"error": message}``: 404 for an unknown device, 400 for a refused write or an unknown resource,
 502 when the device did not answer. It serves the runtime as it runs: no state of its own.
+
+Writes move real actuators and the API has no authentication, so they are accepted from the gateway's own host
+only (loopback): in a pod, through `kubectl exec` or `kubectl port-forward`, even when the ops port listens on
+every address for the kubelet's probes and Prometheus.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from typing import Any
 from urllib.parse import unquote
@@ -54,6 +59,13 @@ def summary(runner: DeviceRunner, readings: float) -> dict[str, Any]:
     }
 
 
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 class DeviceApi:
     """Serves /api/v1/devices of one Gateway (an `ops.ApiHandler`)."""
 
@@ -67,11 +79,13 @@ class DeviceApi:
     def summaries(self) -> list[dict[str, Any]]:
         return [summary(r, self.readings(n)) for n, r in sorted(self.gateway.devices.items())]
 
-    async def __call__(self, method: str, target: str, body: bytes) -> Response:
+    async def __call__(self, method: str, target: str, body: bytes, client: str) -> Response:
         path = target.split("?", 1)[0].rstrip("/")
         if path != PREFIX and not path.startswith(PREFIX + "/"):
             return _error(404, f"no API at {path}")
         parts = [unquote(p) for p in path.removeprefix(PREFIX).split("/") if p]
+        if method == "PUT" and not _is_loopback(client):
+            return _error(403, "writes are accepted from the gateway's host only (kubectl exec or port-forward)")
         if not parts:
             return _reply(200, {"devices": self.summaries()}) if method == "GET" else _error(405, "use GET")
         runner = self.gateway.devices.get(parts[0])
