@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yurt_iot.runtime.scheduler import Schedule, Source, parse_duration, phase_of
+from yurt_iot.runtime.scheduler import PHASE_GROUPS, Schedule, Source, parse_duration, phase_of
 
 
 @pytest.mark.parametrize(
@@ -59,12 +59,22 @@ def test_a_phase_spreads_first_polls_over_the_period() -> None:
     fast, slow = Source("fast", ("a",), 0.1), Source("slow", ("b",), 10.0)
     schedule = Schedule([fast, slow], now=50.0, phase=0.25)
     assert fast.next_due == pytest.approx(50.025) and slow.next_due == pytest.approx(52.5)
-    assert schedule.take_due(50.025) == [fast]
+    assert schedule.take_due(fast.next_due) == [fast]
     assert fast.next_due == pytest.approx(50.125)  # then every period from the phase on
 
 
-def test_device_phases_are_stable_and_spread() -> None:
-    phases = [phase_of(f"device-{i}") for i in range(1000)]
-    assert phases == [phase_of(f"device-{i}") for i in range(1000)]
-    assert all(0 < p <= 1 for p in phases)
-    assert all(80 <= sum(1 for p in phases if k / 10 < p <= (k + 1) / 10) <= 120 for k in range(10))
+def test_devices_with_one_phase_poll_together_whenever_they_started() -> None:
+    early, late = Source("s", ("a",), 0.5), Source("s", ("a",), 0.5)
+    Schedule([early], now=100.01, phase=0.25)
+    Schedule([late], now=100.1, phase=0.25)  # started 90 ms later: still the same slots, 0.125 s into each period
+    assert early.next_due == late.next_due == pytest.approx(100.125)
+    past = Source("s", ("a",), 0.5)
+    Schedule([past], now=100.2, phase=0.25)  # this period's slot has passed: the next one, never at once
+    assert past.next_due == pytest.approx(100.625)
+
+
+def test_device_phases_are_stable_and_spread_over_the_groups() -> None:
+    phases = [phase_of(f"device-{i}") for i in range(1600)]
+    assert phases == [phase_of(f"device-{i}") for i in range(1600)]
+    assert set(phases) == {k / PHASE_GROUPS for k in range(1, PHASE_GROUPS + 1)}
+    assert all(60 <= phases.count(k / PHASE_GROUPS) <= 140 for k in range(1, PHASE_GROUPS + 1))

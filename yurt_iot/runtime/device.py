@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from prometheus_client import Counter
+
 from yurt_iot.api.iot import Device, DeviceProfile, OperatingState
 from yurt_iot.runtime.backoff import Backoff
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX, EventEncoder
@@ -66,6 +68,7 @@ class DeviceRunner:
         self.name = name
         self.device, self.profile, self.driver = device, profile, driver
         self.resources = resources
+        self._to_value = {n: r.spec.to_value for n, r in resources.items()}
         self.binding = DeviceBinding(name, protocol, dict((device.spec.protocols or {})[protocol]), self.resources)
         self.sources = [self._source(event.source_name, event.interval, bool(event.on_change))
                         for event in device.spec.auto_events or []]  # fmt: skip
@@ -76,7 +79,7 @@ class DeviceRunner:
             resources={n: r.spec for n, r in self.resources.items()},
             topic_prefix=topic_prefix,
         )
-        self._sink, self._metrics, self._on_state = sink, metrics, on_state
+        self._sink, self._metrics, self._on_state = sink, metrics.device(name), on_state
         self._backoff = backoff or Backoff()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -131,7 +134,7 @@ class DeviceRunner:
                 await asyncio.sleep(delay)
             due = schedule.take_due(loop.time())
             if schedule.late > late_seen:
-                self._metrics.late.labels(self.name).inc(schedule.late - late_seen)
+                self._metrics.late.inc(schedule.late - late_seen)
                 late_seen = schedule.late
             if not due:
                 continue
@@ -141,11 +144,11 @@ class DeviceRunner:
             try:
                 result = await self._read(names)
             except DriverError as error:
-                self._metrics.errors.labels(self.name, "connection").inc()
+                self._metrics.connection_errors.inc()
                 self._set_state("DOWN", str(error))
                 retry_at = loop.time() + self._backoff.next_delay()
                 continue
-            self._metrics.poll_seconds.labels(self.name).observe(loop.time() - started)
+            self._metrics.poll_seconds.observe(loop.time() - started)
             retry_at = 0.0
             self._publish(due, self._values(result, origin), origin)
 
@@ -159,25 +162,28 @@ class DeviceRunner:
         self.last_connected_ms = time.time_ns() // 1_000_000
         self._set_state("UP", "read succeeded")
         if result.requests:
-            self._metrics.requests.labels(self.name).inc(result.requests)
+            self._metrics.requests.inc(result.requests)
         return result
 
     def _values(self, result: ReadResult, origin: int) -> dict[str, Value]:
         values: dict[str, Value] = {}
+        latest, to_value = self.latest, self._to_value
         for name, raw in result.values.items():
             try:
-                values[name] = value = self.resources[name].spec.to_value(raw)
+                values[name] = value = to_value[name](raw)
             except ReadingError as error:
-                self._resource_error(name, "reading", error)
+                self._resource_error(name, self._metrics.reading_errors, error)
                 continue
-            self.latest[name] = (value, origin)
-            self._last_error.pop(name, None)
+            latest[name] = (value, origin)
+        if self._last_error:  # forget the errors of resources that read again, so that a new one is logged
+            for name in values:
+                self._last_error.pop(name, None)
         for name, failure in result.errors.items():
-            self._resource_error(name, "resource", failure)
+            self._resource_error(name, self._metrics.resource_errors, failure)
         return values
 
-    def _resource_error(self, resource: str, kind: str, error: Exception) -> None:
-        self._metrics.errors.labels(self.name, kind).inc()
+    def _resource_error(self, resource: str, counter: Counter, error: Exception) -> None:
+        counter.inc()
         message = f"{type(error).__name__}: {error}"
         if self._last_error.get(resource) != message:
             self._last_error[resource] = message
@@ -193,20 +199,20 @@ class DeviceRunner:
             if not readings:
                 continue
             if self._sink(self.encoder.topic(source.name), self.encoder.encode(source.name, origin, readings)):
-                self._metrics.events.labels(self.name).inc()
-                self._metrics.readings.labels(self.name).inc(len(readings))
+                self._metrics.events.inc()
+                self._metrics.readings.inc(len(readings))
             else:
-                self._metrics.rejected.labels(self.name).inc()
+                self._metrics.rejected.inc()
 
     def _set_state(self, state: OperatingState, reason: str) -> None:
         if state == self.state:
             return
         if state == "UP" and self.state == "DOWN":
-            self._metrics.reconnects.labels(self.name).inc()
+            self._metrics.reconnects.inc()
         log = logger.warning if state == "DOWN" else logger.info
         log("device %s is %s: %s", self.name, state, reason)
         self.state = state
-        self._metrics.up.labels(self.name).set(1 if state == "UP" else 0)
+        self._metrics.up.set(1 if state == "UP" else 0)
         if self._on_state is not None:
             self._on_state(self.name, state, reason)
 
@@ -215,7 +221,8 @@ class DeviceRunner:
         origin = time.time_ns()
         unknown = [name for name in raw if name not in self.resources]
         for name in unknown:
-            self._resource_error(name, "reading", ConfigurationError(f"pushed value for unknown resource {name!r}"))
+            error = ConfigurationError(f"pushed value for unknown resource {name!r}")
+            self._resource_error(name, self._metrics.reading_errors, error)
         values = self._values(ReadResult(values={k: v for k, v in raw.items() if k not in unknown}), origin)
         self.last_connected_ms = origin // 1_000_000
         self._set_state("UP", "pushed values")

@@ -2,9 +2,10 @@
 
 The telemetry publisher, the MQTT device driver and the MQTT device simulator all need an MQTT client that never
 blocks the event loop and outlives broker outages; this module is that client, once. paho has no network thread
-here: its socket callbacks register the socket with ``loop.add_reader`` / ``add_writer``, which call
-``loop_read`` / ``loop_write``, and a timer calls ``loop_misc`` (keepalive). Only the blocking part of each
-connection attempt (DNS, TCP connect, TLS handshake: paho's ``reconnect()``) runs in a worker thread.
+here: its socket callbacks register the socket with ``loop.add_reader``, which calls ``loop_read``; packets it
+queues are written by ``loop_write`` at the end of the turn of the loop (with ``add_writer`` only while the socket
+buffer is full); and a timer calls ``loop_misc`` (keepalive). Only the blocking part of each connection attempt
+(DNS, TCP connect, TLS handshake: paho's ``reconnect()``) runs in a worker thread.
 
 :meth:`MqttClient.run` connects, retries with :class:`~yurt_iot.runtime.backoff.Backoff` (which every CONNACK
 resets), and hands each connection to the caller's ``serve`` coroutine until that connection is lost. paho's own
@@ -164,6 +165,7 @@ class MqttClient:
         self._connack: asyncio.Future[str | None] | None = None  # None once connected, else why not
         self._lost: asyncio.Future[None] | None = None  # done when the connection is gone
         self._misc: asyncio.TimerHandle | None = None
+        self._flush: asyncio.Handle | None = None  # a pending write of paho's queued packets
         self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}  # by SUBSCRIBE packet id
         self._connected_before = False
 
@@ -404,8 +406,7 @@ class MqttClient:
         self._in_loop(self._unwatch, sock.fileno())
 
     def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: mqtt.SocketLike) -> None:
-        assert self._loop is not None
-        self._in_loop(self._loop.add_writer, sock.fileno(), self._on_writable)
+        self._in_loop(self._flush_soon)
 
     def _on_socket_unregister_write(self, client: mqtt.Client, userdata: Any, sock: mqtt.SocketLike) -> None:
         assert self._loop is not None
@@ -420,6 +421,9 @@ class MqttClient:
         assert self._loop is not None
         self._loop.remove_reader(fd)
         self._loop.remove_writer(fd)
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         if self._misc is not None:
             self._misc.cancel()
             self._misc = None
@@ -439,6 +443,34 @@ class MqttClient:
                 client.loop_read()
         except Exception as exc:
             self._fail(exc)
+
+    def _flush_soon(self) -> None:
+        """Write paho's queued packets at the end of this turn of the loop.
+
+        The socket is almost always writable: waiting for epoll to say so would cost two ``epoll_ctl`` calls and
+        a turn of the loop per packet, and packets published in one turn go out in one ``loop_write()``. Only a
+        full socket buffer makes us wait for writability.
+        """
+        if self._flush is None:
+            assert self._loop is not None
+            self._flush = self._loop.call_soon(self._on_flush)
+
+    def flush(self) -> None:
+        """Write paho's queued packets now rather than at the end of this turn of the loop (saving that turn).
+
+        For code that has just published; not from inside a callback of this client (paho forbids writing there).
+        """
+        if self._flush is not None:
+            self._flush.cancel()
+            self._on_flush()
+
+    def _on_flush(self) -> None:
+        self._flush = None
+        self._on_writable()
+        sock = self.paho.socket()
+        if sock is not None and self.paho.want_write():  # the buffer is full; paho unregisters when it drained
+            assert self._loop is not None
+            self._loop.add_writer(sock.fileno(), self._on_writable)
 
     def _on_writable(self) -> None:
         try:

@@ -32,7 +32,8 @@ Delivery guarantees, and why they hold:
   that kills the connection instead of refusing: mosquitto 2.0 answers a publish over its
   ``message_size_limit`` with a PUBACK that paho rejects as malformed).
 * Flow control: at most ``max_inflight`` events are unacknowledged at once (with QoS 1 also no more than
-  the broker's Receive Maximum); new events are awaited with ``Spool.wait_for_events``, without polling.
+  the broker's Receive Maximum); new events are awaited with ``Spool.wait_for_events``, without polling,
+  and once the publisher has caught up, each new event is published as the spool stores it.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class MqttPublisher:
         self._spool = spool
         self._settings = settings
         self._mqtt = MqttClient(settings, on_connack=self._on_connack, on_lost=self._on_lost)
+        self._lost: asyncio.Future[None] | None = None  # of the connection being served
         self._client = self._mqtt.paho
         self._client.on_publish = self._on_publish
         self._space = asyncio.Event()  # set when an ack frees room in the window
@@ -165,12 +167,16 @@ class MqttPublisher:
     async def _serve(self, lost: asyncio.Future[None]) -> None:
         """Publish on the current connection until it is lost."""
         pump = asyncio.create_task(self._pump(lost))
+        self._lost = lost
+        self._spool.on_append = self._take
         try:
             await asyncio.wait([pump, lost], return_when=asyncio.FIRST_COMPLETED)
             if pump.done():
                 pump.result()  # raises what stopped it; it returns only once the connection is gone
             await lost  # raises a failure from a paho callback
         finally:
+            self._spool.on_append = None
+            self._lost = None
             pump.cancel()
             # Everything unacknowledged is published again from the spool head after the reconnect.
             self._inflight.clear()
@@ -194,6 +200,22 @@ class MqttPublisher:
             for event in events:
                 if not self._publish(event):
                     return  # no connection any more
+            self._mqtt.flush()
+
+    def _take(self, event: SpooledEvent) -> bool:
+        """Publish an event as the spool stores it, when everything before it is handed out and the window has
+        room: the event is at hand, so the pump need neither wake up nor read it back (the spool's
+        ``on_append``). Anything else is left to the pump (False)."""
+        lost = self._lost
+        if lost is None or lost.done() or self._last_handed != event.id - 1 or len(self._inflight) >= self._window:
+            return False
+        try:
+            if not self._publish(event):
+                return False
+        except RuntimeError:  # paho refused to queue it: the pump meets the same error and ends the connection
+            return False
+        self._mqtt.flush()
+        return True
 
     def _publish(self, event: SpooledEvent) -> bool:
         """Hand `event` to paho (or refuse it); False if there is no connection to publish on."""

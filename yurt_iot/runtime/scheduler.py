@@ -4,6 +4,12 @@ A source is polled at start + k * interval for k = 1, 2, ...; the next slot foll
 not from when the last poll finished, so slow polls do not push the schedule back. A poll that finds
 itself one or more whole periods late skips the missed slots and counts them, instead of firing a burst
 of catch-up polls at a device that is already struggling.
+
+Slots sit on a grid of the event loop's clock: a source is due at `phase` of its interval past each multiple
+of the interval, whenever its device started. Devices get one of :data:`PHASE_GROUPS` phases from their names,
+so a hundred devices polled every 500 ms wake the gateway in 16 small groups instead of 100 separate times:
+the polls of a group share the loop's wake-ups, socket reads and writes, which costs far less CPU per reading
+than a wake-up per poll, and the groups stay small enough that polls hardly wait for each other.
 """
 
 from __future__ import annotations
@@ -18,10 +24,14 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def phase_of(name: str) -> float:
-    """A stable phase in (0, 1] for a device, so that devices spread evenly over their polling period."""
+PHASE_GROUPS = 16
+"""Distinct phases devices are spread over (see the module docstring)."""
+
+
+def phase_of(name: str, groups: int = PHASE_GROUPS) -> float:
+    """A stable phase for a device, one of ``k / groups`` for k = 1..groups, spreading devices evenly."""
     digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") + 1) / 2**64
+    return (int.from_bytes(digest, "big") % groups + 1) / groups
 
 
 def parse_duration(text: str) -> float:
@@ -65,8 +75,9 @@ class Schedule:
     """The sources of one device and which are due."""
 
     def __init__(self, sources: Sequence[Source], now: float, phase: float = 1.0) -> None:
-        """Each source is first due `phase` (0 < phase <= 1) of its interval after `now`; spreading devices over
-        their period with different phases keeps them from all polling, and queueing, at the same instant."""
+        """Each source is due at `phase` (0 < phase <= 1) of its interval past every multiple of its interval,
+        first within one interval after `now`; spreading devices over their period with different phases keeps
+        them from all polling, and queueing, at the same instant."""
         if not sources:
             raise ValueError("a schedule needs at least one source")
         if not 0 < phase <= 1:
@@ -74,7 +85,10 @@ class Schedule:
         for source in sources:
             if source.interval <= 0:
                 raise ValueError(f"source {source.name!r}: the interval must be positive")
-            source.start, source.slot = now + (phase - 1) * source.interval, 1
+            first = (math.floor(now / source.interval) + phase) * source.interval
+            if first <= now:
+                first += source.interval
+            source.start, source.slot = first - source.interval, 1
         self.sources = list(sources)
         self.late = 0
         """Slots skipped because a poll came too late to take them, since the schedule started."""

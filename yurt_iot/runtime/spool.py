@@ -58,6 +58,7 @@ import struct
 import time
 import zlib
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Self
@@ -253,6 +254,10 @@ class Spool:
         self._checkpoint_time = 0.0
         self._dir_dirty = False
         self._wakeup: asyncio.Event | None = None
+        self.on_append: Callable[[SpooledEvent], bool] | None = None
+        """Called with each event as soon as it is stored. The spool's one consumer may take the event right
+        there (the publisher does when it has caught up: the event is at hand, no need to read it back) and
+        return True; then :meth:`wait_for_events` is not woken for it."""
         self._sync_task: asyncio.Task[None] | None = None
         self._appended = self._acked = self._rejected = self._dropped = 0
 
@@ -380,6 +385,9 @@ class Spool:
         self._held += 1
         self._held_bytes += size
         self._appended += 1
+        listener = self.on_append
+        if listener is not None and listener(SpooledEvent(event_id, topic, payload)):
+            return event_id
         if self._wakeup is not None:
             self._wake()
         return event_id
