@@ -1,0 +1,99 @@
+"""Which IoT objects one device controller instance owns: those of its NodePool in its namespace.
+
+As in OpenYurt's yurt-iot-dock, one controller serves one NodePool (named by a flag, or found from the
+`apps.openyurt.io/nodepool` label of the node it runs on) in one namespace, and touches only the Device,
+DeviceService and DeviceProfile CRs whose `spec.nodePool` is that pool. The EdgeX backend and the native
+backend share this scope, so the two can never fight over an object.
+
+    scope = PoolScope(await discover_pool(kube, node_name), "iot")
+    informer = Informer(kube.resource(Device, scope.namespace), indexers=scope.indexers)
+    mine = informer.store.by_index(POOL_INDEX, scope.pool)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from yurt_iot.api.apps import NODEPOOL_LABEL
+from yurt_iot.api.iot import EDGEX_OBJECT_NAME_LABEL, Device, DeviceProfile, DeviceService
+from yurt_iot.api.meta import ResourceType
+from yurt_iot.kube import IndexFunc, KubeClient, NotFound, by_field, field_value
+
+__all__ = [
+    "EDGEX_OBJECT_NAME_LABEL",
+    "FINALIZERS",
+    "IOT_KINDS",
+    "NODEPOOL_LABEL",
+    "NODES",
+    "POOL_INDEX",
+    "PoolNotFound",
+    "PoolScope",
+    "discover_pool",
+]
+
+NODES = ResourceType("", "v1", "Node", "nodes", scope="Cluster")
+"""Core v1 Nodes (cluster-scoped), read to find the pool a controller runs in."""
+
+IOT_KINDS: tuple[type[Device] | type[DeviceService] | type[DeviceProfile], ...] = (
+    DeviceService,
+    DeviceProfile,
+    Device,
+)
+"""The kinds a pool's device controller syncs, in the order the edge needs them created."""
+
+FINALIZERS: Mapping[str, str] = {
+    kind.resource_type.kind: kind.resource_type.finalizer or "" for kind in IOT_KINDS
+}
+"""OpenYurt's finalizer per kind (`iot.openyurt.io/device`, ...): the controller removes the edge object first."""
+
+POOL_INDEX = "spec.nodePool"
+"""Name of the informer index of objects by pool (see `PoolScope.indexers`)."""
+
+_by_pool: IndexFunc = by_field("spec.nodePool")
+
+
+class PoolNotFound(LookupError):
+    """The controller's pool could not be determined (no such node, or the node has no pool label)."""
+
+
+@dataclass(frozen=True)
+class PoolScope:
+    """One NodePool in one namespace: what a controller instance may touch."""
+
+    pool: str
+    namespace: str
+
+    def __post_init__(self) -> None:
+        if not self.pool:
+            raise ValueError("pool: must not be empty (the NodePool this controller serves)")
+        if not self.namespace:
+            raise ValueError("namespace: must not be empty (the namespace of the pool's IoT objects)")
+
+    def owns(self, obj: Mapping[str, Any]) -> bool:
+        """True for an object of this pool and namespace (`spec.nodePool` equal to the pool)."""
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        return field_value(obj, "spec.nodePool") == self.pool and namespace in (None, self.namespace)
+
+    @property
+    def indexers(self) -> dict[str, IndexFunc]:
+        """Informer indexers: objects by `spec.nodePool`, looked up with `store.by_index(POOL_INDEX, pool)`."""
+        return {POOL_INDEX: _by_pool}
+
+
+async def discover_pool(client: KubeClient, node_name: str) -> str:
+    """The NodePool of node `node_name`, from its `apps.openyurt.io/nodepool` label (as OpenYurt finds it).
+
+    Raises PoolNotFound naming the node and the label when the node does not exist or has no pool.
+    """
+    if not node_name:
+        raise PoolNotFound("node name: empty; pass the pool explicitly or set the node name (NODE_NAME)")
+    try:
+        node = await client.resource(NODES).get(node_name)
+    except NotFound:
+        raise PoolNotFound(f"node {node_name!r} does not exist, so its pool cannot be read") from None
+    pool = ((node.get("metadata") or {}).get("labels") or {}).get(NODEPOOL_LABEL)
+    if not pool:
+        raise PoolNotFound(f"node {node_name!r} has no {NODEPOOL_LABEL} label: it belongs to no NodePool")
+    return str(pool)
