@@ -43,9 +43,7 @@ IOT_KINDS: tuple[type[Device] | type[DeviceService] | type[DeviceProfile], ...] 
 )
 """The kinds a pool's device controller syncs, in the order the edge needs them created."""
 
-FINALIZERS: Mapping[str, str] = {
-    kind.resource_type.kind: kind.resource_type.finalizer or "" for kind in IOT_KINDS
-}
+FINALIZERS: Mapping[str, str] = {kind.resource_type.kind: kind.resource_type.finalizer or "" for kind in IOT_KINDS}
 """OpenYurt's finalizer per kind (`iot.openyurt.io/device`, ...): the controller removes the edge object first."""
 
 POOL_INDEX = "spec.nodePool"
