@@ -15,7 +15,7 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from yurt_iot.api.iot import Device
+from yurt_iot.api.iot import Device, DeviceService
 from yurt_iot.iot.native import FINALIZER, NativeOptions, NativeSettings, RunningNative, native_backend
 from yurt_iot.kube import KubeClient, NotFound, ResourceClient, load_config
 from yurt_iot.runtime.backoff import Backoff
@@ -44,7 +44,7 @@ def service(name: str = "native", pool: str = POOL, **spec: Any) -> dict[str, An
     }  # fmt: skip
 
 
-def profile(pool: str = POOL) -> dict[str, Any]:
+def profile(name: str = "tank", pool: str = POOL, **level: str) -> dict[str, Any]:
     def register(name: str, address: int, rw: str, **properties: str) -> dict[str, Any]:
         return {
             "name": name, "description": name, "isHidden": False,
@@ -52,9 +52,9 @@ def profile(pool: str = POOL) -> dict[str, Any]:
             "attributes": {"primaryTable": "HOLDING_REGISTERS", "startingAddress": address},
         }  # fmt: skip
 
-    resources = [register("setpoint", 0, "RW", minimum="-1000", maximum="1000"), register("level", 1, "R")]
+    resources = [register("setpoint", 0, "RW", minimum="-1000", maximum="1000"), register("level", 1, "R", **level)]
     return {
-        "apiVersion": "iot.openyurt.io/v1alpha1", "kind": "DeviceProfile", "metadata": {"name": "tank"},
+        "apiVersion": "iot.openyurt.io/v1alpha1", "kind": "DeviceProfile", "metadata": {"name": name},
         "spec": {"nodePool": pool, "deviceResources": resources},
     }  # fmt: skip
 
@@ -217,23 +217,29 @@ async def test_a_native_device_is_driven_from_its_cr_and_its_status_follows_it(
             return (await status_of(devices, "tank-1")).get("operatingState") == "DOWN"
 
         await async_wait_for(down, within=WITHIN, what="tank-1 DOWN in its status")
-        await sim.start()
-        await async_wait_for(up, within=WITHIN, what="tank-1 UP again")
 
-        # delete: the runtime stops, then the finalizer is released and the CR goes
-        result = kubectl(control_plane, "delete", "-n", namespace, "device", "tank-1", "--wait=false")
-        assert result.returncode == 0, result.stderr
+        # it comes back without its settings (a fresh simulator on the same port): the desired value again
+        async with ModbusSimulator(port=sim.port, update_period=None) as rebooted:
+            await async_wait_for(up, within=WITHIN, what="tank-1 UP again")
+            await async_wait_for(
+                lambda: register(rebooted, 0), within=WITHIN, what="setpoint written again after the power cycle"
+            )
+            assert await register(rebooted, 0) == int(value)
 
-        async def gone() -> bool:
-            try:
-                await devices.get("tank-1")
-            except NotFound:
-                return True
-            return False
+            # delete: the runtime stops, then the finalizer is released and the CR goes
+            result = kubectl(control_plane, "delete", "-n", namespace, "device", "tank-1", "--wait=false")
+            assert result.returncode == 0, result.stderr
 
-        await async_wait_for(gone, within=WITHIN, what="tank-1 deleted")
-        assert not running(backend, "tank-1")
-        assert (await devices.get("elsewhere"))["metadata"].get("finalizers") is None
+            async def gone() -> bool:
+                try:
+                    await devices.get("tank-1")
+                except NotFound:
+                    return True
+                return False
+
+            await async_wait_for(gone, within=WITHIN, what="tank-1 deleted")
+            assert not running(backend, "tank-1")
+            assert (await devices.get("elsewhere"))["metadata"].get("finalizers") is None
 
 
 @async_test(timeout=90)
@@ -321,3 +327,45 @@ async def test_devices_keep_running_while_the_api_server_is_away_and_their_statu
             )
     finally:
         await link.close()
+
+
+@async_test(timeout=90)
+async def test_profile_and_service_edits_reach_only_the_devices_using_them(
+    control_plane: ControlPlane, namespace: str, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with (
+        ModbusSimulator(units=[1, 2], update_period=None) as sim,
+        KubeClient.from_kubeconfig(control_plane.kubeconfig) as kube,
+        native_backend(options(tmp_path, control_plane, namespace, mosquitto, "edits")) as backend,
+    ):
+        devices = kube.resource(Device, namespace)
+        gateway = backend.controller.gateway
+        pump = device("pump-1", sim, profileName="pump")
+        pump["spec"]["protocols"]["modbus-tcp"]["UnitID"] = "2"
+        manifests = [service(), profile(), profile("pump"), device("tank-4", sim), pump]
+        result = apply(control_plane, manifests, namespace)
+        assert result.returncode == 0, result.stderr
+        await async_wait_for(lambda: running(backend, "tank-4") and running(backend, "pump-1"), within=WITHIN)
+        tank, pump_runner = gateway.runner("tank-4"), gateway.runner("pump-1")
+
+        # a profile edit restarts its device with the new profile; the other device keeps polling
+        result = apply(control_plane, profile(scale="0.5"), namespace)
+        assert result.returncode == 0, result.stderr
+        await async_wait_for(lambda: running(backend, "tank-4") and gateway.runner("tank-4") is not tank, within=WITHIN)
+        assert gateway.runner("tank-4").resources["level"].spec.scale is not None
+        assert gateway.runner("pump-1") is pump_runner
+
+        # the service LOCKED: its devices stop
+        services = kube.resource(DeviceService, namespace)
+        await services.patch("native", {"spec": {"adminState": "LOCKED"}})
+        await async_wait_for(lambda: not gateway.devices, within=WITHIN, what="every device of the service stopped")
+
+        # the service handed to EdgeX: the native backend lets go of its devices' CRs
+        await services.patch("native", {"spec": {"adminState": "UNLOCKED", "baseAddress": "http://edgex:59901"}})
+
+        async def released() -> bool:
+            objs = [await devices.get(name) for name in ("tank-4", "pump-1")]
+            return all(FINALIZER not in (o["metadata"].get("finalizers") or []) for o in objs)
+
+        await async_wait_for(released, within=WITHIN, what="the finalizers released")
+        assert not gateway.devices

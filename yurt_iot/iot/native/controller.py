@@ -13,7 +13,8 @@ backoff); when it returns, the informers list again and the retries write the st
 
 A desired value (`spec.deviceProperties[name].desiredValue`) is written when it differs from what was last
 written to this running device and from the latest value read from it. The memory is dropped when the device
-goes DOWN or restarts, so a device that lost its settings in a power cycle gets them again.
+goes DOWN or restarts, and the device's desired properties are then read afresh before anything is written:
+a device that kept its settings is not written to, one that lost them in a power cycle gets them again.
 `spec.adminState: LOCKED` (or a LOCKED DeviceService) stops the device: no polls, no writes.
 """
 
@@ -262,11 +263,16 @@ class NativeController:
         if self._runners.get(name) is not runner:  # a new or restarted device: nothing written to it yet
             self._runners[name] = runner
             self._written.pop(name, None)
+        wanted_values = _desired(device)
+        if name not in self._written:
+            silent = await self._refresh(runner, wanted_values)
+            if silent is not None:  # nothing to compare with: decide when it answers
+                return dict.fromkeys(wanted_values, silent), True
         written = self._written.setdefault(name, {})
         failures: dict[str, str] = {}
         retry = False
         readback: list[str] = []
-        for prop, text in _desired(device).items():
+        for prop, text in wanted_values.items():
             binding = runner.resources.get(prop)
             if binding is None:
                 failures[prop] = f"profile {device.spec.profile_name} has no resource {prop!r}"
@@ -294,6 +300,18 @@ class NativeController:
                 failures[prop] = f"read back: {type(problem).__name__}: {problem}"
                 retry = True
         return failures, retry
+
+    @staticmethod
+    async def _refresh(runner: DeviceRunner, wanted: Mapping[str, str]) -> str | None:
+        """Read the desired properties of a device we know nothing about yet (new, restarted, back from DOWN),
+        so that what it already holds is not written again and what it lost is; why not, if it did not answer."""
+        readable = [p for p in wanted if p in runner.resources and runner.resources[p].spec.readable]
+        try:
+            if readable:
+                await runner.read(readable)
+        except DriverError as error:
+            return f"not written, the device does not answer: {type(error).__name__}: {error}"
+        return None
 
     async def _write_status(
         self, obj: Obj, runner: DeviceRunner | None, fields: Mapping[str, Any], conditions: list[ConditionValue]
