@@ -14,16 +14,9 @@ REQUEST_TIMEOUT_S = 2.0
 """EdgeX's Service.RequestTimeout (5 s by default), shorter so that a missed validation fails sooner."""
 
 
-@pytest.fixture(scope="session")
-def edgex(mosquitto: Mosquitto) -> Iterator[EdgeX]:
-    """EdgeX shared by the session (``.metadata_url``, ``.command_url``); tests isolate themselves by pool,
-    namespace and unique EdgeX names."""
-    with EdgeX(mosquitto, request_timeout=REQUEST_TIMEOUT_S) as services:
-        yield services
-
-
 @pytest.fixture
-def private_edgex(mosquitto: Mosquitto) -> Iterator[EdgeX]:
-    """An EdgeX of the test's own, for tests that stop and restart it."""
+def edgex(mosquitto: Mosquitto) -> Iterator[EdgeX]:
+    """EdgeX of the test's own (``.metadata_url``, ``.command_url``): one EdgeX serves one pool, and every
+    controller mirrors all of its EdgeX, so tests must not share one."""
     with EdgeX(mosquitto, request_timeout=REQUEST_TIMEOUT_S) as services:
         yield services
