@@ -183,6 +183,11 @@ async def test_a_native_device_is_driven_from_its_cr_and_its_status_follows_it(
         assert FINALIZER in obj["metadata"]["finalizers"]
         assert obj["status"]["synced"] is True and obj["status"]["lastConnected"] > 0
 
+        # readings flow without a status write each
+        seen = len(sub.of("tank-1"))
+        await async_wait_for(lambda: len(sub.of("tank-1")) >= seen + 8, within=WITHIN, what="8 more readings")
+        assert (await devices.get("tank-1"))["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+
         # the other pool's device is never run nor touched
         elsewhere = await devices.get("elsewhere")
         assert not running(backend, "elsewhere")
