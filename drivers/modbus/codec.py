@@ -28,6 +28,7 @@ with a rawType).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import struct
@@ -224,6 +225,7 @@ def register_struct(count: int, swapped: bool = False) -> struct.Struct:
     return _REGISTERS[count, swapped]
 
 
+@functools.cache  # a handful of distinct layouts, shared by every point (thousands of devices' resources)
 def layout_for(raw: RawType, byte_swap: bool, word_swap: bool) -> tuple[struct.Struct, bool]:
     """The struct that unpacks `raw` with these swaps, and whether it reads the byte-swapped copy of the block.
 
@@ -237,6 +239,11 @@ def layout_for(raw: RawType, byte_swap: bool, word_swap: bool) -> tuple[struct.S
         byte_swap = word_swap = False
     order = "<" if word_swap else ">"
     return struct.Struct(order + raw.code), byte_swap != word_swap
+
+
+@functools.cache
+def _text_struct(registers: int) -> struct.Struct:
+    return struct.Struct(f"{2 * registers}s")
 
 
 def compile_point(device: str, resource: ResourceBinding) -> Point:
@@ -269,7 +276,7 @@ class _Compiler:
             raise self.fail("primaryTable", f"holds bits, but the valueType is {value_type}: use a register table")
         if value_type == "String":
             count = self.string_registers()
-            text = struct.Struct(f"{2 * count}s")
+            text = _text_struct(count)
             return self.checked(Point(self.name, table, address, count, value_type, text, convert=_decode_string))
         raw = self.raw_type()
         layout, swapped = layout_for(raw, self.flag("isByteSwap"), self.flag("isWordSwap"))

@@ -9,6 +9,7 @@ the way (see `link`) fails the whole read or write with ConnectionLost.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -21,6 +22,7 @@ from yurt_iot.runtime.sdk import (
     Driver,
     PushSink,
     ReadResult,
+    ResourceBinding,
     ResourceFailure,
     Value,
 )
@@ -32,8 +34,8 @@ from .plan import DEFAULT_MAX_GAP, ReadPlan, plan_reads
 
 __all__ = ["ModbusDriver"]
 
-_PLANS_PER_DEVICE: Final = 64
-"""Read plans kept per device: one per set of resources read together, which recur every poll."""
+_PLANS_PER_PROFILE: Final = 64
+"""Read plans kept per profile: one per set of resources read together, which recur every poll."""
 
 _EXCEPTIONS: Final = {
     1: "illegal function",
@@ -53,12 +55,12 @@ _WRITE_REGISTER: Final = 6
 _WRITE_REGISTERS: Final = 16
 
 
-@dataclass(slots=True)
-class _Device:
-    name: str
-    unit: int
-    timeout: float
-    link: Link
+@dataclass(slots=True, weakref_slot=True)
+class _Profile:
+    """The points of the resources that devices of one profile share, and their read plans: compiled once, not
+    once per device (a hundred devices of 125 resources would hold 12,500 copies of the same points)."""
+
+    resources: Mapping[str, ResourceBinding]
     points: dict[str, Point]
     plans: dict[tuple[str, ...], ReadPlan] = field(default_factory=dict)
 
@@ -66,10 +68,23 @@ class _Device:
         key = tuple(names)
         plan = self.plans.get(key)
         if plan is None:
-            if len(self.plans) >= _PLANS_PER_DEVICE:
+            if len(self.plans) >= _PLANS_PER_PROFILE:
                 del self.plans[next(iter(self.plans))]  # the oldest: ad hoc reads must not grow the cache forever
             plan = self.plans[key] = plan_reads(self.points, names, max_gap)
         return plan
+
+
+@dataclass(slots=True)
+class _Device:
+    name: str
+    unit: int
+    timeout: float
+    link: Link
+    profile: _Profile
+
+    @property
+    def points(self) -> dict[str, Point]:
+        return self.profile.points
 
     async def request(
         self, call: Call, function_code: int, complete: Callable[[ModbusPDU], bool] | None = None
@@ -97,11 +112,14 @@ class ModbusDriver(Driver):
         self.max_gap = max_gap
         self._devices: dict[str, _Device] = {}
         self._links: dict[object, Link] = {}
+        # By id() of the resources mapping, which the runtime shares between the devices of one profile; an entry
+        # lives while a device uses it (and holds the mapping, so that its id cannot be reused meanwhile).
+        self._profiles: weakref.WeakValueDictionary[int, _Profile] = weakref.WeakValueDictionary()
 
     async def add_device(self, device: DeviceBinding) -> None:
         """Check the device's properties and attributes; adding a device again replaces it."""
         config = parse_properties(device.name, device.protocol, device.properties)
-        points = {name: compile_point(device.name, resource) for name, resource in device.resources.items()}
+        profile = self._profile(device)
         key = config.endpoint.key
         link = self._links.get(key)
         if link is not None and link.endpoint != config.endpoint and self._users(link, besides=device.name):
@@ -114,7 +132,16 @@ class ModbusDriver(Driver):
         if link is None:
             link = self._links[key] = Link(config.endpoint)
         timeout = config.timeout if config.timeout is not None else self.timeout
-        self._devices[device.name] = _Device(device.name, config.unit, timeout, link, points)
+        self._devices[device.name] = _Device(device.name, config.unit, timeout, link, profile)
+
+    def _profile(self, device: DeviceBinding) -> _Profile:
+        """The compiled resources of the device, shared with the devices whose binding has the same resources."""
+        key = id(device.resources)
+        profile = self._profiles.get(key)
+        if profile is None or profile.resources is not device.resources:
+            points = {name: compile_point(device.name, resource) for name, resource in device.resources.items()}
+            profile = self._profiles[key] = _Profile(device.resources, points)
+        return profile
 
     async def remove_device(self, name: str) -> None:
         """Forget the device, and close its connection if no other device uses it."""
@@ -126,7 +153,7 @@ class ModbusDriver(Driver):
     async def read(self, device: str, resources: Sequence[str]) -> ReadResult:
         """Read the resources in as few requests as their addresses allow (see `plan`), one after another."""
         target = self._device(device)
-        plan = target.plan(resources, self.max_gap)
+        plan = target.profile.plan(resources, self.max_gap)
         result = ReadResult()
         for name in plan.unknown:
             result.errors[name] = ResourceFailure(f"device {device!r} has no resource {name!r}")

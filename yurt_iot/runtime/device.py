@@ -68,7 +68,6 @@ class DeviceRunner:
         self.name = name
         self.device, self.profile, self.driver = device, profile, driver
         self.resources = resources
-        self._to_value = {n: r.spec.to_value for n, r in resources.items()}
         self.binding = DeviceBinding(name, protocol, dict((device.spec.protocols or {})[protocol]), self.resources)
         self.sources = [self._source(event.source_name, event.interval, bool(event.on_change))
                         for event in device.spec.auto_events or []]  # fmt: skip
@@ -87,8 +86,13 @@ class DeviceRunner:
         self._last_error: dict[str, str] = {}  # resource -> last error logged, to log changes, not floods
         self.state: OperatingState = "UNKNOWN"
         self.last_connected_ms: int | None = None
-        self.latest: dict[str, tuple[Value, int]] = {}
+        self._latest: dict[str, Value] = {}
+        self._origins: dict[str, int] = {}  # apart from the values: a poll's readings share one origin object
+
+    @property
+    def latest(self) -> dict[str, tuple[Value, int]]:
         """Latest value and origin (ns) of each resource read."""
+        return {name: (value, self._origins[name]) for name, value in self._latest.items()}
 
     def _source(self, name: str, interval: str, on_change: bool) -> Source:
         if name in self.resources:
@@ -138,7 +142,7 @@ class DeviceRunner:
                 late_seen = schedule.late
             if not due:
                 continue
-            names = list(dict.fromkeys(r for source in due for r in source.resources))
+            names = due[0].resources if len(due) == 1 else tuple(dict.fromkeys(r for s in due for r in s.resources))
             origin = time.time_ns()
             started = loop.time()
             try:
@@ -167,14 +171,15 @@ class DeviceRunner:
 
     def _values(self, result: ReadResult, origin: int) -> dict[str, Value]:
         values: dict[str, Value] = {}
-        latest, to_value = self.latest, self._to_value
+        resources, origins = self.resources, self._origins
         for name, raw in result.values.items():
             try:
-                values[name] = value = to_value[name](raw)
+                values[name] = resources[name].spec.to_value(raw)
             except ReadingError as error:
                 self._resource_error(name, self._metrics.reading_errors, error)
                 continue
-            latest[name] = (value, origin)
+            origins[name] = origin
+        self._latest.update(values)
         if self._last_error:  # forget the errors of resources that read again, so that a new one is logged
             for name in values:
                 self._last_error.pop(name, None)
@@ -228,6 +233,17 @@ class DeviceRunner:
         self._set_state("UP", "pushed values")
         if values:
             self._publish([Source(source, tuple(values), 0.0)], values, origin)
+
+    def connection_changed(self, up: bool, reason: str) -> None:
+        """The driver learnt, outside a read, that the device's peer went away or came back (see the SDK's
+        ConnectionSink). Going DOWN counts like a failed poll; coming back UP is taken at once only for devices
+        that are never polled: a polled device is UP again when a read succeeds."""
+        if not up:
+            self._metrics.connection_errors.inc()
+            self._set_state("DOWN", reason)
+        elif not self.sources:
+            self.last_connected_ms = time.time_ns() // 1_000_000
+            self._set_state("UP", reason)
 
     # --- on demand ---------------------------------------------------------------------------------------
 

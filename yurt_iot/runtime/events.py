@@ -9,13 +9,16 @@ The payload is EdgeX's v3 Event JSON, so what an EdgeX consumer parses today par
 and the default topic is EdgeX's `edgex/events/device/<service>/<profile>/<device>/<source>`.
 
 Encoding runs for every reading, so everything that does not change between polls (names, types, units)
-is serialised once per device and resource, and a poll only joins those fragments with its values.
+is serialised once, and a poll only joins those fragments with its values. The fragments of a resource
+leave out the device name, so that the devices of one profile share them (a hundred devices of 125
+resources would otherwise hold 12,500 near-identical strings).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -28,11 +31,27 @@ def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class _ResourceFragment:
     spec: ValueSpec
-    middle: str  # `,"deviceName":...,"units":"..",` between the origin and the value fields
+    middle: str  # `,"resourceName":...,"units":"..",` between the device name and the value fields
     plain: bool  # the formatted value never needs JSON escaping (numbers and booleans)
+
+
+_fragments: weakref.WeakValueDictionary[tuple[object, ...], _ResourceFragment] = weakref.WeakValueDictionary()
+"""Fragments in use, shared by every encoder that needs the same one."""
+
+
+def _fragment(profile: str, name: str, spec: ValueSpec, unit: str | None) -> _ResourceFragment:
+    key = (profile, name, spec, unit)
+    fragment = _fragments.get(key)
+    if fragment is None:
+        fields = {"resourceName": name, "profileName": profile, "valueType": spec.value_type}
+        if unit:
+            fields["units"] = unit
+        plain = is_numeric(spec.value_type) or spec.value_type == "Bool"
+        fragment = _fragments[key] = _ResourceFragment(spec, "," + _json(fields)[1:-1] + ",", plain)
+    return fragment
 
 
 class EventEncoder:
@@ -51,14 +70,11 @@ class EventEncoder:
         self.device = device
         self._topic_base = f"{topic_prefix}/{service}/{profile}/{device}/"
         self._event_head = f'{{"apiVersion":"v3","deviceName":{_json(device)},"profileName":{_json(profile)},'
-        self._fragments: dict[str, _ResourceFragment] = {}
-        for name, spec in resources.items():
-            fields = {"deviceName": device, "resourceName": name, "profileName": profile, "valueType": spec.value_type}
-            unit = (units or {}).get(name) or spec.units
-            if unit:
-                fields["units"] = unit
-            plain = is_numeric(spec.value_type) or spec.value_type == "Bool"
-            self._fragments[name] = _ResourceFragment(spec, "," + _json(fields)[1:-1] + ",", plain)
+        self._device_field = f',"deviceName":{_json(device)}'
+        self._fragments = {
+            name: _fragment(profile, name, spec, (units or {}).get(name) or spec.units)
+            for name, spec in resources.items()
+        }
 
     def topic(self, source: str) -> str:
         return self._topic_base + source
@@ -70,6 +86,7 @@ class EventEncoder:
         # unique within the event and as random across events as the event id, without a uuid4() per reading.
         id_stem = event_id[:-4]
         origin = str(origin_ns)
+        device = self._device_field
         parts = []
         for index, (name, value) in enumerate(values):
             fragment = self._fragments[name]
@@ -77,7 +94,7 @@ class EventEncoder:
                 tail = f'"value":"{fragment.spec.format(value)}"'
             else:
                 tail = _json(fragment.spec.reading_fields(value))[1:-1]
-            parts.append(f'{{"id":"{id_stem}{index:04x}","origin":{origin}{fragment.middle}{tail}}}')
+            parts.append(f'{{"id":"{id_stem}{index:04x}","origin":{origin}{device}{fragment.middle}{tail}}}')
         return (
             f'{self._event_head}"id":"{event_id}","sourceName":{_json(source)},"origin":{origin},'
             f'"readings":[{",".join(parts)}]}}'
