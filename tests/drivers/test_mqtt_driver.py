@@ -334,6 +334,25 @@ async def test_after_a_broker_restart_pushes_and_reads_resume(mosquitto: Mosquit
 
 
 @async_test(TEST_TIMEOUT)
+async def test_a_push_only_device_follows_its_broker_down_and_up_without_reads(mosquitto: Mosquitto) -> None:
+    """A device that only pushes is never read: its state comes from the driver's view of the broker."""
+    name, states = unique("pushonly"), []
+    gw = Gateway(Events(), on_state=lambda device, state, reason: states.append(state) if device == name else None)
+    try:
+        runner = await gw.apply(mqtt_device(name, mosquitto), PROFILE)
+        await async_wait_for(lambda: runner.state == "UP", within=DEADLINE, what="UP once the broker is there")
+        await asyncio.to_thread(mosquitto.stop)
+        try:
+            await async_wait_for(lambda: runner.state == "DOWN", within=DEADLINE, what="DOWN with the broker gone")
+        finally:
+            await asyncio.to_thread(mosquitto.start)
+        await async_wait_for(lambda: runner.state == "UP", within=DEADLINE, what="UP again")
+        assert states == ["UP", "DOWN", "UP"] and runner.last_connected_ms is not None
+    finally:
+        await gw.close()
+
+
+@async_test(TEST_TIMEOUT)
 async def test_devices_on_one_broker_share_one_connection(mosquitto: Mosquitto) -> None:
     names = [unique("shared") for _ in range(3)]
     before = connections_to(mosquitto.port)

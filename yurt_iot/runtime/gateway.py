@@ -60,8 +60,14 @@ class Gateway:
     def _driver(self, protocol: str) -> Driver:
         cls = registry.driver_class(protocol)
         if cls not in self._drivers:
-            self._drivers[cls] = cls(timeout=self._driver_timeout, push=self._pushed)
+            driver = self._drivers[cls] = cls(timeout=self._driver_timeout, push=self._pushed)
+            driver.on_connection = self._connection_changed
         return self._drivers[cls]
+
+    def _connection_changed(self, device: str, up: bool, reason: str) -> None:
+        runner = self.devices.get(device)
+        if runner is not None:
+            runner.connection_changed(up, reason)
 
     def _pushed(self, device: str, source: str, values: Mapping[str, Value]) -> None:
         runner = self.devices.get(device)
