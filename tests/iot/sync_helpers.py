@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from yurt_iot.api.iot import Device, DeviceProfile, DeviceService
 from yurt_iot.iot.edgex import CoreMetadataClient, NotFound
 from yurt_iot.iot.edgex.sync import EdgeXSync, EdgeXSyncOptions
 from yurt_iot.kube import KubeClient, Obj
@@ -22,6 +23,7 @@ from yurt_iot.testing.mosquitto import Mosquitto
 POOL = "hangzhou"
 DEADLINE = 10.0
 API_VERSION = "iot.openyurt.io/v1alpha1"
+type_of = {"DeviceService": DeviceService, "DeviceProfile": DeviceProfile, "Device": Device}
 
 
 @contextlib.asynccontextmanager
@@ -63,6 +65,14 @@ async def kubectl(cp: ControlPlane, *args: str, docs: list[dict[str, Any]] | Non
     result = await asyncio.to_thread(cp.kubectl, *args, input=stdin)
     assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
     return result.stdout
+
+
+async def warm_up(kube: KubeClient, namespace: str) -> None:
+    """The API server's first write of each IoT kind takes it about 2 s (once per session); tests that time
+    the controller make those writes beforehand, with CRs of a pool no controller serves."""
+    for doc in (service_cr("warm-up", pool="nobody"), profile_cr("warm-up", pool="nobody")):
+        await kube.resource(type_of[doc["kind"]], namespace).create(doc)
+    await kube.resource(Device, namespace).create(device_cr("warm-up", "warm-up", "warm-up", pool="nobody"))
 
 
 def service_cr(name: str, *, pool: str = POOL, **spec: Any) -> dict[str, Any]:

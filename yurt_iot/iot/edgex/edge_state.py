@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from yurt_iot.iot.edgex.errors import EdgeXError, Unavailable
+from yurt_iot.iot.edgex.errors import EdgeXError, NotFound, Unavailable
 from yurt_iot.iot.edgex.kinds import EdgeKind, EdgeObject
 from yurt_iot.iot.edgex.metadata import CoreMetadataClient
 from yurt_iot.runtime.backoff import Backoff
@@ -63,6 +63,8 @@ class EdgeState:
         self.reachable: bool | None = None
         self.error = ""
         self._wake = asyncio.Event()
+        self._fetching: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def get(self, kind: str, name: str) -> EdgeObject | None:
         return self._objects[kind].get(name)
@@ -155,5 +157,25 @@ class EdgeState:
             return
         if event.get("action") == "delete":
             self.forget(kind, obj.name)
-        else:
-            self.put(kind, obj)
+            return
+        self.put(kind, obj)
+        for needed, name in self.kinds[kind].edge_dependencies(obj):
+            if name and self.get(needed, name) is None and (needed, name) not in self._fetching:
+                self._fetching.add((needed, name))
+                task = asyncio.get_running_loop().create_task(self._fetch(needed, name))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, kind: str, name: str) -> None:
+        """A service or profile a device event names that we have not seen: EdgeX may publish events for
+        devices only, and the device's CR is of little use without them."""
+        try:
+            self.put(kind, await self.kinds[kind].get(self.metadata, name))
+        except NotFound:
+            pass
+        except Unavailable as exc:
+            self.mark_unreachable(exc)
+        except EdgeXError as exc:
+            logger.warning("cannot read %s %s from EdgeX: %s", kind, name, exc)
+        finally:
+            self._fetching.discard((kind, name))
