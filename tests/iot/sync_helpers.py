@@ -41,6 +41,7 @@ async def syncing(
         pool=pool,
         namespace=namespace,
         metadata_url=edgex.metadata_url,
+        command_url=edgex.command_url,
         bus=MqttSettings(bus.host, bus.port) if bus is not None else None,
         resync_period=resync_period,
     )

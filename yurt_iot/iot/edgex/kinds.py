@@ -18,7 +18,9 @@ from typing import Any, ClassVar
 from yurt_iot.api import iot
 from yurt_iot.api.meta import Resource
 from yurt_iot.iot.edgex import dtos, mapping
+from yurt_iot.iot.edgex.command import CoreCommandClient
 from yurt_iot.iot.edgex.metadata import CoreMetadataClient
+from yurt_iot.iot.edgex.properties import PropertyResult, PropertySync
 from yurt_iot.kube import Obj
 
 __all__ = ["EdgeKind", "EdgeObject", "edge_kinds", "edge_name", "normalized"]
@@ -94,6 +96,10 @@ class EdgeKind(ABC):
     def edge_dependencies(self, edge: EdgeObject) -> list[tuple[str, str]]:
         """The same, for an object as EdgeX holds it."""
         return []
+
+    async def after_push(self, obj: Obj, edge: EdgeObject) -> PropertyResult:
+        """Work done once EdgeX's object matches a cloud-owned CR: desired property writes, for devices."""
+        return PropertyResult()
 
     @abstractmethod
     def from_edgex(self, edge: EdgeObject, pool: str, namespace: str) -> Resource: ...
@@ -230,8 +236,12 @@ class _Device(EdgeKind):
     synced_condition = "DeviceSynced"
     managing_condition = "DeviceManaging"
 
-    def __init__(self, bypass_validation: bool = True) -> None:
-        self.bypass_validation = bypass_validation
+    def __init__(self, bypass_validation: bool, properties: PropertySync) -> None:
+        self.bypass_validation, self.properties = bypass_validation, properties
+
+    async def after_push(self, obj: Obj, edge: EdgeObject) -> PropertyResult:
+        assert isinstance(edge, dtos.Device)
+        return await self.properties.sync(obj, edge)
 
     def dependencies(self, obj: Obj) -> list[tuple[str, str]]:
         spec = obj.get("spec") or {}
@@ -275,8 +285,9 @@ class _Device(EdgeKind):
         await md.delete_device(name)
 
 
-def edge_kinds(*, bypass_validation: bool = True) -> tuple[EdgeKind, ...]:
+def edge_kinds(*, bypass_validation: bool = True, command: CoreCommandClient | None = None) -> tuple[EdgeKind, ...]:
     """Device services, profiles and devices, in creation order (a device needs its service and profile in
     EdgeX first). `bypass_validation`: create and update devices with EdgeX 4's ``bypassValidation``, so that
-    no device service has to answer the validation request on the bus."""
-    return _DeviceService(), _DeviceProfile(), _Device(bypass_validation)
+    no device service has to answer the validation request on the bus. `command`: core-command, through which
+    desired property values are written (without it they are not)."""
+    return _DeviceService(), _DeviceProfile(), _Device(bypass_validation, PropertySync(command))

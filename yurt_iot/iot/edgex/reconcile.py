@@ -162,8 +162,14 @@ class PairReconciler:
         except ValueError as exc:  # the spec cannot be expressed in EdgeX's terms
             await self._status(obj, {"synced": False}, False, "InvalidSpec", str(exc))
             raise TerminalError(f"{self.kind.name} {obj['metadata']['name']}: {exc}") from exc
+        done = await self.kind.after_push(obj, edge)
+        fields = {"synced": True, **self.kind.status_from_edge(edge)}
+        if done.actual is not None:
+            fields["deviceProperties"] = done.actual
+        await self._status(obj, fields, True, "Synced", "", managed=True, problems=done.problems)
+        if done.problems:
+            return self._later(name)
         self._retries.pop(name, None)
-        await self._status(obj, {"synced": True, **self.kind.status_from_edge(edge)}, True, "Synced", "", managed=True)
         return None
 
     async def _add(self, obj: Obj, name: str) -> EdgeObject:
@@ -245,17 +251,30 @@ class PairReconciler:
     # -- status ----------------------------------------------------------------------------------------
 
     async def _status(
-        self, obj: Obj, fields: dict[str, Any], ok: bool, reason: str, message: str, *, managed: bool | None = None
+        self,
+        obj: Obj,
+        fields: dict[str, Any],
+        ok: bool,
+        reason: str,
+        message: str,
+        *,
+        managed: bool | None = None,
+        problems: list[str] | None = None,
     ) -> None:
-        """Patch `fields` and the kind's conditions into the status, if that changes anything."""
+        """Patch `fields` and the kind's conditions into the status, if that changes anything. `managed`: the
+        Managing condition too (False for edge-owned objects, and for cloud-owned ones with `problems`)."""
         status = dict(fields)
         synced_type, managing_type = self.kind.synced_condition, self.kind.managing_condition
         if synced_type is not None:
             conditions = with_condition((obj.get("status") or {}).get("conditions"), synced_type, ok, reason, message)
             if managed is not None and managing_type is not None:
-                unmanaged = f"{self.kind.name.lower()} is not managed by openyurt"
-                why = ("Managed", "") if managed else ("NotManaged", unmanaged)
-                conditions = with_condition(conditions, managing_type, managed, *why)
+                if not managed:
+                    why = (False, "NotManaged", f"{self.kind.name.lower()} is not managed by openyurt")
+                elif problems:
+                    why = (False, "PropertiesNotWritten", "; ".join(problems))
+                else:
+                    why = (True, "Managed", "")
+                conditions = with_condition(conditions, managing_type, *why)
             status["conditions"] = conditions
         with contextlib.suppress(KubeNotFound):
             await patch_status_if_changed(self.resource, obj, status)

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from yurt_iot.iot.edgex.bus import SystemEvents
+from yurt_iot.iot.edgex.command import CoreCommandClient
 from yurt_iot.iot.edgex.edge_state import EdgeState
 from yurt_iot.iot.edgex.kinds import EdgeKind, EdgeObject, edge_kinds, edge_name
 from yurt_iot.iot.edgex.metadata import CoreMetadataClient
@@ -50,6 +51,7 @@ USES_INDEX = "edgex-uses"
 class EdgeXSyncOptions:
     """How one pool's controller reaches EdgeX and how often it looks.
 
+    `command_url`: core-command, through which desired property values are written (none: they are not).
     `bus`: EdgeX's message bus (MQTT), for system events; without it, edge changes arrive with the next resync.
     `resync_period`: seconds between full listings of EdgeX (the backstop; OpenYurt polls every 5 s).
     `bypass_validation`: create devices with EdgeX 4's ``bypassValidation`` (no device service has to answer).
@@ -60,6 +62,7 @@ class EdgeXSyncOptions:
     pool: str
     namespace: str
     metadata_url: str
+    command_url: str | None = None
     bus: MqttSettings | None = None
     resync_period: float = 30.0
     workers: int = 4
@@ -73,8 +76,9 @@ class EdgeXSyncOptions:
             raise ValueError(f"resync_period: must be positive, got {self.resync_period}")
         if self.workers < 1:
             raise ValueError(f"workers: must be at least 1, got {self.workers}")
-        if not self.metadata_url.startswith(("http://", "https://")):
-            raise ValueError(f"metadata_url: an http(s) URL of core-metadata, got {self.metadata_url!r}")
+        for name, url in (("metadata_url", self.metadata_url), ("command_url", self.command_url or "http://")):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{name}: an http(s) URL of EdgeX, got {url!r}")
 
 
 def _uses(pool: str) -> IndexFunc:
@@ -93,8 +97,12 @@ class EdgeXSync:
     def __init__(self, kube: KubeClient, options: EdgeXSyncOptions, *, metrics: KubeMetrics | None = None) -> None:
         self.kube, self.options = kube, options
         self.scope = PoolScope(options.pool, options.namespace)
-        self.kinds = {k.name: k for k in edge_kinds(bypass_validation=options.bypass_validation)}
         self.metadata = CoreMetadataClient(options.metadata_url, timeout=options.edgex_timeout)
+        self.command = (
+            CoreCommandClient(options.command_url, timeout=options.edgex_timeout) if options.command_url else None
+        )
+        kinds = edge_kinds(bypass_validation=options.bypass_validation, command=self.command)
+        self.kinds = {k.name: k for k in kinds}
         self.edge = EdgeState(
             self.metadata, self.kinds.values(), on_change=self._edge_changed, on_reachability=self.enqueue_all
         )
@@ -171,6 +179,8 @@ class EdgeXSync:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self.metadata.aclose()
+            if self.command is not None:
+                await self.command.aclose()
         if self.options.cleanup:
             removed = await remove_edge_discovered(self.kube, self.scope, self.kinds.values())
             logger.info("clean-up of pool %s: %d edge-discovered CRs removed", self.scope.pool, removed)
