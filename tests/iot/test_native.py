@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
 import statistics
 import time
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pymodbus.client import AsyncModbusTcpClient
 
 from yurt_iot.api.iot import Device, DeviceService
@@ -187,6 +189,12 @@ async def test_a_native_device_is_driven_from_its_cr_and_its_status_follows_it(
         seen = len(sub.of("tank-1"))
         await async_wait_for(lambda: len(sub.of("tank-1")) >= seen + 8, within=WITHIN, what="8 more readings")
         assert (await devices.get("tank-1"))["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+
+        # the delivery figures are on /metrics, as on a standalone gateway
+        async with httpx.AsyncClient() as http:
+            scraped = (await http.get(f"http://127.0.0.1:{backend.ops_port}/metrics")).text
+        acked = re.search(r"^yurt_iot_mqtt_acked_total (\S+)$", scraped, re.MULTILINE)
+        assert acked is not None and float(acked.group(1)) >= 8, scraped[-2000:]
 
         # the other pool's device is never run nor touched
         elsewhere = await devices.get("elsewhere")

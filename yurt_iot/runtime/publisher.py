@@ -42,16 +42,19 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from yurt_iot.runtime.mqttclient import MqttClient, MqttSettings
 from yurt_iot.runtime.spool import Spool, SpooledEvent
 
-__all__ = ["EVENT_ID_PROPERTY", "POISON_STRIKES", "MqttPublisher", "MqttSettings"]
+__all__ = ["EVENT_ID_PROPERTY", "POISON_STRIKES", "MqttPublisher", "MqttSettings", "TelemetryCollector"]
 
 logger = logging.getLogger(__name__)
 
@@ -288,3 +291,25 @@ class MqttPublisher:
             self.ack_latencies.append(time.monotonic() - entry.sent)
             self._spool.ack(entry.event_id)
         self._space.set()
+
+
+class TelemetryCollector(Collector):
+    """Spool and publisher figures, read when Prometheus scrapes (nothing to update on the hot path)."""
+
+    def __init__(self, spool: Spool, publisher: MqttPublisher) -> None:
+        self._spool, self._publisher = spool, publisher
+
+    def collect(self) -> Iterator[Metric]:
+        s, p = self._spool, self._publisher
+        yield GaugeMetricFamily("yurt_iot_spool_depth", "Events waiting in the spool", value=s.depth)
+        yield GaugeMetricFamily("yurt_iot_spool_bytes", "Bytes of events waiting in the spool", value=s.size_bytes)
+        for name, help_text, value in (
+            ("yurt_iot_spool_rejected", "Events refused because the spool was full", s.rejected),
+            ("yurt_iot_spool_dropped", "Oldest events evicted because the spool was full", s.dropped),
+            ("yurt_iot_mqtt_published", "MQTT publishes sent, re-sends included", p.published),
+            ("yurt_iot_mqtt_acked", "Events acknowledged by the broker and removed from the spool", p.acked),
+            ("yurt_iot_mqtt_refused", "Events the broker refused for good (removed, logged)", p.refused),
+            ("yurt_iot_mqtt_reconnects", "MQTT connections re-established", p.reconnects),
+        ):
+            yield CounterMetricFamily(name, help_text, value=value)
+        yield GaugeMetricFamily("yurt_iot_mqtt_connected", "1 while connected to the broker", value=int(p.connected))

@@ -12,19 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from yurt_iot.ops import OpsServer
 from yurt_iot.runtime.deviceapi import DeviceApi
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
 from yurt_iot.runtime.gateway import Gateway
 from yurt_iot.runtime.metrics import RuntimeMetrics
-from yurt_iot.runtime.publisher import MqttPublisher, MqttSettings
+from yurt_iot.runtime.publisher import MqttPublisher, MqttSettings, TelemetryCollector
 from yurt_iot.runtime.reload import ManifestReloader
 from yurt_iot.runtime.spool import OverflowPolicy, Spool
 
@@ -48,28 +45,6 @@ class GatewayOptions:
     """Seconds between looks at the manifest files for changes; None reads them once."""
 
 
-class _TelemetryCollector(Collector):
-    """Spool and publisher figures, read when Prometheus scrapes (nothing to update on the hot path)."""
-
-    def __init__(self, spool: Spool, publisher: MqttPublisher) -> None:
-        self._spool, self._publisher = spool, publisher
-
-    def collect(self) -> Iterator[Metric]:
-        s, p = self._spool, self._publisher
-        yield GaugeMetricFamily("yurt_iot_spool_depth", "Events waiting in the spool", value=s.depth)
-        yield GaugeMetricFamily("yurt_iot_spool_bytes", "Bytes of events waiting in the spool", value=s.size_bytes)
-        for name, help_text, value in (
-            ("yurt_iot_spool_rejected", "Events refused because the spool was full", s.rejected),
-            ("yurt_iot_spool_dropped", "Oldest events evicted because the spool was full", s.dropped),
-            ("yurt_iot_mqtt_published", "MQTT publishes sent, re-sends included", p.published),
-            ("yurt_iot_mqtt_acked", "Events acknowledged by the broker and removed from the spool", p.acked),
-            ("yurt_iot_mqtt_refused", "Events the broker refused for good (removed, logged)", p.refused),
-            ("yurt_iot_mqtt_reconnects", "MQTT connections re-established", p.reconnects),
-        ):
-            yield CounterMetricFamily(name, help_text, value=value)
-        yield GaugeMetricFamily("yurt_iot_mqtt_connected", "1 while connected to the broker", value=int(p.connected))
-
-
 @dataclass(frozen=True)
 class RunningGateway:
     """A started gateway service: its runtime, its devices API and the port the ops endpoint listens on."""
@@ -87,7 +62,7 @@ async def gateway_service(options: GatewayOptions) -> AsyncIterator[RunningGatew
     metrics = RuntimeMetrics()
     async with Spool(options.spool_dir, max_bytes=options.spool_max_bytes, policy=options.overflow) as spool:
         publisher = MqttPublisher(spool, options.mqtt)
-        metrics.registry.register(_TelemetryCollector(spool, publisher))
+        metrics.registry.register(TelemetryCollector(spool, publisher))
         gateway = Gateway(
             lambda topic, payload: spool.append(topic, payload) is not None,
             metrics=metrics,

@@ -24,7 +24,7 @@ from yurt_iot.ops import OpsServer
 from yurt_iot.runtime.deviceapi import DeviceApi
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
 from yurt_iot.runtime.metrics import RuntimeMetrics
-from yurt_iot.runtime.publisher import MqttPublisher, MqttSettings
+from yurt_iot.runtime.publisher import MqttPublisher, MqttSettings, TelemetryCollector
 from yurt_iot.runtime.spool import OverflowPolicy, Spool
 
 __all__ = ["NativeOptions", "RunningNative", "native_backend", "run_native"]
@@ -88,6 +88,7 @@ async def native_backend(options: NativeOptions, *, kube: KubeClient | None = No
             driver_timeout=options.driver_timeout,
         )
         publisher = MqttPublisher(spool, options.mqtt)
+        metrics.registry.register(TelemetryCollector(spool, publisher))
         ops = OpsServer(
             metrics.registry,
             host=options.ops_host,
