@@ -46,7 +46,7 @@ def _reading_text(reading: dtos.Reading) -> str:
 
 @dataclass
 class PropertyResult:
-    """What a round of writes produced: the new `status.deviceProperties` (None: unchanged) and problems."""
+    """What a round of writes produced: the new `status.deviceProperties` (None: nothing written) and problems."""
 
     actual: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
@@ -57,12 +57,16 @@ class PropertySync:
 
     def __init__(self, command: CoreCommandClient | None) -> None:
         self.command = command
+        # The last value read back per (device, property): the informer's copy of the status may not show our
+        # own latest status write yet when the device is reconciled again, and the write must not be repeated.
+        self._read_back: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def sync(self, obj: Obj, edge: dtos.Device) -> PropertyResult:
         desired: dict[str, Any] = (obj.get("spec") or {}).get("deviceProperties") or {}
         if not desired:
             return PropertyResult()
-        current: dict[str, Any] = (obj.get("status") or {}).get("deviceProperties") or {}
+        current: dict[str, Any] = dict((obj.get("status") or {}).get("deviceProperties") or {})
+        current |= {key: self._read_back[edge.name, key] for key in desired if (edge.name, key) in self._read_back}
         due = {
             key: prop
             for key, prop in desired.items()
@@ -80,10 +84,12 @@ class PropertySync:
         for key, prop in due.items():
             name = str(prop.get("name") or key)
             try:
-                actual[key] = await self._write_and_read(edge.name, name, str(prop.get("desiredValue", "")))
+                actual[key] = self._read_back[edge.name, key] = await self._write_and_read(
+                    edge.name, name, str(prop.get("desiredValue", ""))
+                )
             except EdgeXError as exc:  # core-command or the device service: retried with the device's backoff
                 problems.append(f"{name}: {exc}")
-        return PropertyResult(actual if actual != current else None, problems)
+        return PropertyResult(actual, problems)
 
     async def _write_and_read(self, device: str, name: str, value: str) -> dict[str, Any]:
         assert self.command is not None
