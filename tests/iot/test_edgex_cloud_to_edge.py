@@ -186,3 +186,26 @@ async def test_a_cr_of_another_pool_is_never_touched(
         assert not other["metadata"].get("finalizers")
         assert "status" not in other
         assert await edgex_object(md, "Device", foreign) is None
+
+
+@async_test(timeout=60)
+async def test_a_second_cr_for_the_same_edgex_object_is_told_it_is_a_duplicate(
+    control_plane: ControlPlane, namespace: str, edgex: EdgeX, mosquitto: Mosquitto
+) -> None:
+    svc, prof, dev = _names()
+    twin = device_cr(f"twin-{dev}", svc, prof, labels=["twin"])
+    twin["metadata"]["labels"] = {"yurt-iot-dock/edgex-object.name": dev}  # maps to the same EdgeX name
+    async with (
+        syncing(control_plane, namespace, edgex, mosquitto) as sync,
+        CoreMetadataClient(edgex.metadata_url) as md,
+    ):
+        docs = [service_cr(svc), profile_cr(prof), device_cr(dev, svc, prof)]
+        await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=docs)
+        await async_wait_for(lambda: edgex_object(md, "Device", dev), within=DEADLINE)
+        await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=[twin])
+        told = await async_wait_for(
+            lambda: condition(sync.informers["Device"].store.get(namespace, f"twin-{dev}"), "DeviceSynced"),
+            within=DEADLINE,
+        )
+        assert told["reason"] == "DuplicateEdgeXName" and dev in told["message"]
+        assert (await edgex_object(md, "Device", dev)).labels is None  # the twin's labels never reached EdgeX

@@ -33,6 +33,7 @@ from yurt_iot.iot.pool import PoolScope
 from yurt_iot.kube import (
     AlreadyExists,
     Informer,
+    Invalid,
     Obj,
     ObjectKey,
     ResourceClient,
@@ -108,15 +109,19 @@ class PairReconciler:
         self._created = created
         self._retries: dict[str, Backoff] = {}
 
-    def cr_for(self, name: str) -> Obj | None:
-        """The pool's CR for EdgeX name `name`; if several claim it, the oldest."""
+    def crs_for(self, name: str) -> list[Obj]:
+        """The pool's CRs for EdgeX name `name`, oldest first: the first is synced, any other is a duplicate."""
         found = self.informer.store.by_index(EDGE_INDEX, f"{self.scope.pool}/{name}")
         found.sort(key=lambda o: (o["metadata"].get("creationTimestamp") or "", o["metadata"]["name"]))
-        return found[0] if found else None
+        return found
 
     async def __call__(self, key: ObjectKey) -> Result | None:
         name = key.name
-        obj = self.cr_for(name)
+        found = self.crs_for(name)
+        obj = found[0] if found else None
+        for duplicate in found[1:]:
+            why = f"EdgeX {self.kind.name} {name} is synced with {found[0]['metadata']['name']} already"
+            await self._status(duplicate, {"synced": False}, False, "DuplicateEdgeXName", why)
         if obj is not None and _deleting(obj):
             return await self._finalize(obj, name)
         if not self.edge.reachable:  # None: not listed yet; the first listing enqueues everything
@@ -214,6 +219,8 @@ class PairReconciler:
             await self.resource.create(body)
         except AlreadyExists:  # our own create, not in the cache yet; or a CR of that name maps elsewhere
             logger.debug("%s %s exists already", self.kind.name, body["metadata"]["name"])
+        except Invalid as exc:  # e.g. an EdgeX name that makes no valid object name: retrying will not help
+            raise TerminalError(f"{self.kind.name} {edge.name} in EdgeX cannot become a CR: {exc}") from exc
 
     async def _delete_cr(self, obj: Obj) -> None:
         try:
