@@ -16,7 +16,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from yurt_iot.ops import OpsServer
+from yurt_iot.runtime.device import EventSink
 from yurt_iot.runtime.deviceapi import DeviceApi
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
 from yurt_iot.runtime.gateway import Gateway
@@ -56,18 +59,39 @@ class RunningGateway:
 
 
 @contextlib.asynccontextmanager
+async def delivery(
+    spool_dir: Path,
+    mqtt: MqttSettings,
+    registry: CollectorRegistry,
+    *,
+    max_bytes: int = 1 << 30,
+    overflow: OverflowPolicy = OverflowPolicy.REJECT_NEW,
+) -> AsyncIterator[EventSink]:
+    """The disk spool and the MQTT publisher draining it, as the event sink of a device runtime: what the sink
+    accepts is delivered, across broker outages and restarts. Leaving the block stops the publisher (what is
+    still spooled waits on disk for the next start); stop the devices first."""
+    async with Spool(spool_dir, max_bytes=max_bytes, policy=overflow) as spool:
+        publisher = MqttPublisher(spool, mqtt)
+        registry.register(TelemetryCollector(spool, publisher))
+        publishing = asyncio.create_task(publisher.run(), name="mqtt publisher")
+        try:
+            yield lambda topic, payload: spool.append(topic, payload) is not None
+        finally:
+            await publisher.close()
+            await cancel_and_wait(publishing)
+
+
+@contextlib.asynccontextmanager
 async def gateway_service(options: GatewayOptions) -> AsyncIterator[RunningGateway]:
     """Start the gateway: ManifestError (before anything starts) if the manifests cannot be used; a device
     that cannot start is logged and skipped, the others run. Everything stops when the block exits."""
     metrics = RuntimeMetrics()
-    async with Spool(options.spool_dir, max_bytes=options.spool_max_bytes, policy=options.overflow) as spool:
-        publisher = MqttPublisher(spool, options.mqtt)
-        metrics.registry.register(TelemetryCollector(spool, publisher))
+    spooling = delivery(
+        options.spool_dir, options.mqtt, metrics.registry, max_bytes=options.spool_max_bytes, overflow=options.overflow
+    )
+    async with spooling as sink:
         gateway = Gateway(
-            lambda topic, payload: spool.append(topic, payload) is not None,
-            metrics=metrics,
-            topic_prefix=options.topic_prefix,
-            driver_timeout=options.driver_timeout,
+            sink, metrics=metrics, topic_prefix=options.topic_prefix, driver_timeout=options.driver_timeout
         )
         reloader = ManifestReloader(gateway, options.manifests, interval=options.reload_interval or 0.5)
         desired = await reloader.load()
@@ -81,7 +105,6 @@ async def gateway_service(options: GatewayOptions) -> AsyncIterator[RunningGatew
             api=api,
         )
         await ops.start()
-        publishing = asyncio.create_task(publisher.run(), name="mqtt publisher")
         watching: asyncio.Task[None] | None = None
         try:
             await reloader.apply(desired)
@@ -94,14 +117,13 @@ async def gateway_service(options: GatewayOptions) -> AsyncIterator[RunningGatew
             )  # fmt: skip
             yield RunningGateway(gateway, api, reloader, ops.port)
         finally:
-            await _cancel(watching)  # before the devices stop, so that no reload starts one again
+            await cancel_and_wait(watching)  # before the devices stop, so that no reload starts one again
             await gateway.close()
-            await publisher.close()
-            await _cancel(publishing)
             await ops.close()
 
 
-async def _cancel(task: asyncio.Task[None] | None) -> None:
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
+    """Cancel a service's task and wait until it has ended (None: nothing to do)."""
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -24,8 +24,9 @@ from yurt_iot.ops import OpsServer
 from yurt_iot.runtime.deviceapi import DeviceApi
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
 from yurt_iot.runtime.metrics import RuntimeMetrics
-from yurt_iot.runtime.publisher import MqttPublisher, MqttSettings, TelemetryCollector
-from yurt_iot.runtime.spool import OverflowPolicy, Spool
+from yurt_iot.runtime.publisher import MqttSettings
+from yurt_iot.runtime.service import cancel_and_wait, delivery
+from yurt_iot.runtime.spool import OverflowPolicy
 
 __all__ = ["NativeOptions", "RunningNative", "native_backend", "run_native"]
 
@@ -72,23 +73,24 @@ async def native_backend(options: NativeOptions, *, kube: KubeClient | None = No
     async with contextlib.AsyncExitStack() as stack:
         if kube is None:
             kube = await stack.enter_async_context(KubeClient.from_kubeconfig(options.kubeconfig))
-        spool = await stack.enter_async_context(
-            Spool(options.spool_dir, max_bytes=options.spool_max_bytes, policy=options.overflow)
-        )
         pool = options.pool or await discover_pool(kube, options.node_name or "")
         metrics = RuntimeMetrics()
+        sink = await stack.enter_async_context(
+            delivery(
+                options.spool_dir, options.mqtt, metrics.registry,
+                max_bytes=options.spool_max_bytes, overflow=options.overflow,
+            )
+        )  # fmt: skip
         controller = NativeController(
             kube,
             PoolScope(pool, options.namespace),
-            lambda topic, payload: spool.append(topic, payload) is not None,
+            sink,
             settings=options.settings,
             runtime_metrics=metrics,
             kube_metrics=KubeMetrics(metrics.registry),
             topic_prefix=options.topic_prefix,
             driver_timeout=options.driver_timeout,
         )
-        publisher = MqttPublisher(spool, options.mqtt)
-        metrics.registry.register(TelemetryCollector(spool, publisher))
         ops = OpsServer(
             metrics.registry,
             host=options.ops_host,
@@ -97,22 +99,13 @@ async def native_backend(options: NativeOptions, *, kube: KubeClient | None = No
             api=DeviceApi(controller.gateway),
         )
         await ops.start()
-        publishing = asyncio.create_task(publisher.run(), name="mqtt publisher")
         controlling = asyncio.create_task(controller.run(), name="native controller")
         try:
             logger.info("native backend of pool %s in %s, ops on %s:%d", pool, options.namespace, ops.host, ops.port)
             yield RunningNative(controller, ops.port)
         finally:
-            await _cancel(controlling)  # stops every device and closes the drivers
-            await publisher.close()
-            await _cancel(publishing)
+            await cancel_and_wait(controlling)  # stops every device and closes the drivers, before delivery stops
             await ops.close()
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def run_native(options: NativeOptions, stop: asyncio.Event) -> None:
