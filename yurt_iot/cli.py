@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,51 +69,81 @@ def validate(
         raise typer.Exit(1)
 
 
+# Options of the processes that publish readings (gateway, dock): declared once.
+MqttHost = Annotated[str, typer.Option(help="MQTT broker host.")]
+MqttPort = Annotated[int, typer.Option(help="MQTT broker port.")]
+MqttUsername = Annotated[str | None, typer.Option(help="MQTT user name.")]
+MqttPassword = Annotated[str | None, typer.Option(envvar="YURT_IOT_MQTT_PASSWORD", help="MQTT password.")]
+MqttTls = Annotated[bool, typer.Option(help="Connect to the broker with TLS.")]
+MqttCa = Annotated[Path | None, typer.Option(help="CA file for the broker's certificate (with --mqtt-tls).")]
+Qos = Annotated[int, typer.Option(help="MQTT QoS: 1 (nothing lost) or 0.")]
+TopicPrefix = Annotated[str, typer.Option(help="Events go to <prefix>/<service>/<profile>/<device>/<source>.")]
+SpoolDir = Annotated[Path, typer.Option(help="Directory of the disk queue for store-and-forward.")]
+SpoolMaxMb = Annotated[int, typer.Option(help="Bound of the disk queue, in MiB.")]
+Overflow = Annotated[OverflowPolicy, typer.Option(help="What a full queue does with a new event.")]
+OpsHost = Annotated[str, typer.Option(help="Address of /metrics, /healthz, /readyz and the devices API.")]
+OpsPort = Annotated[int, typer.Option(help="Port of /metrics, /healthz, /readyz and the devices API.")]
+LogFormat = Annotated[str, typer.Option(help="console or json.")]
+DEFAULT_TOPIC_PREFIX = "edgex/events/device"
+DEFAULT_SPOOL_DIR = Path("/var/lib/yurt-iot/spool")
+
+
+def _mqtt_settings(
+    host: str, port: int, username: str | None, password: str | None, tls: bool, ca: Path | None, qos: int
+) -> Any:
+    from yurt_iot.runtime.publisher import MqttSettings
+
+    try:
+        return MqttSettings(host=host, port=port, username=username, password=password, tls=tls, ca_file=ca,
+                            qos=1 if qos else 0)  # fmt: skip
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+def _run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)` on a new event loop; SIGINT and SIGTERM set `stop`, for a clean shutdown."""
+    import signal
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(run())
+
+
 @app.command()
 def gateway(
     manifests: Annotated[list[Path], typer.Option(help="Manifest files or directories (Device, DeviceProfile).")],
-    mqtt_host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
-    mqtt_port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
-    mqtt_username: Annotated[str | None, typer.Option(help="MQTT user name.")] = None,
-    mqtt_password: Annotated[str | None, typer.Option(envvar="YURT_IOT_MQTT_PASSWORD", help="MQTT password.")] = None,
-    mqtt_tls: Annotated[bool, typer.Option(help="Connect to the broker with TLS.")] = False,
-    mqtt_ca: Annotated[
-        Path | None, typer.Option(help="CA file for the broker's certificate (with --mqtt-tls).")
-    ] = None,
-    qos: Annotated[int, typer.Option(help="MQTT QoS: 1 (nothing lost) or 0.")] = 1,
-    topic_prefix: Annotated[str, typer.Option(help="Events go to <prefix>/<service>/<profile>/<device>/<source>.")] = (
-        "edgex/events/device"
-    ),
-    spool_dir: Annotated[Path, typer.Option(help="Directory of the disk queue for store-and-forward.")] = Path(
-        "/var/lib/yurt-iot/spool"
-    ),
-    spool_max_mb: Annotated[int, typer.Option(help="Bound of the disk queue, in MiB.")] = 1024,
-    overflow: Annotated[OverflowPolicy, typer.Option(help="What a full queue does with a new event.")] = (
-        OverflowPolicy.REJECT_NEW
-    ),
-    ops_host: Annotated[str, typer.Option(help="Address of /metrics, /healthz and /readyz.")] = "127.0.0.1",
-    ops_port: Annotated[int, typer.Option(help="Port of /metrics, /healthz and /readyz.")] = 9464,
-    log_format: Annotated[str, typer.Option(help="console or json.")] = "console",
+    mqtt_host: MqttHost = "127.0.0.1",
+    mqtt_port: MqttPort = 1883,
+    mqtt_username: MqttUsername = None,
+    mqtt_password: MqttPassword = None,
+    mqtt_tls: MqttTls = False,
+    mqtt_ca: MqttCa = None,
+    qos: Qos = 1,
+    topic_prefix: TopicPrefix = DEFAULT_TOPIC_PREFIX,
+    spool_dir: SpoolDir = DEFAULT_SPOOL_DIR,
+    spool_max_mb: SpoolMaxMb = 1024,
+    overflow: Overflow = OverflowPolicy.REJECT_NEW,
+    ops_host: OpsHost = "127.0.0.1",
+    ops_port: OpsPort = 9464,
+    log_format: LogFormat = "console",
     reload: Annotated[
         bool, typer.Option(help="Apply edits of the manifest files live (only the devices they change restart).")
     ] = True,
 ) -> None:
     """Run devices from manifest files and publish their readings to MQTT (no Kubernetes needed)."""
-    import asyncio
-    import signal
-
     from yurt_iot.logs import setup_logging
     from yurt_iot.runtime.manifests import ManifestError
-    from yurt_iot.runtime.publisher import MqttSettings
     from yurt_iot.runtime.service import GatewayOptions, run_gateway
 
     setup_logging("json" if log_format == "json" else "console")
     options = GatewayOptions(
         manifests=tuple(manifests),
-        mqtt=MqttSettings(
-            host=mqtt_host, port=mqtt_port, username=mqtt_username, password=mqtt_password,
-            tls=mqtt_tls, ca_file=mqtt_ca, qos=1 if qos else 0,
-        ),
+        mqtt=_mqtt_settings(mqtt_host, mqtt_port, mqtt_username, mqtt_password, mqtt_tls, mqtt_ca, qos),
         spool_dir=spool_dir,
         spool_max_bytes=spool_max_mb << 20,
         overflow=overflow,
@@ -119,20 +151,98 @@ def gateway(
         ops_host=ops_host,
         ops_port=ops_port,
         reload_interval=0.5 if reload else None,
-    )  # fmt: skip
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_gateway(options, stop)
-
+    )
     try:
-        asyncio.run(main())
+        _run_until_signalled(lambda stop: run_gateway(options, stop))
     except ManifestError as error:
         typer.echo(f"the manifests cannot be used:\n{error}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def dock(
+    namespace: Annotated[str, typer.Option(help="Namespace of the pool's Device, DeviceService, DeviceProfile CRs.")],
+    pool: Annotated[
+        str | None, typer.Option(envvar="YURT_IOT_POOL", help="The NodePool served; default: the node's pool label.")
+    ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(envvar="NODE_NAME", help="This node; its apps.openyurt.io/nodepool label names the pool."),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(envvar="KUBECONFIG", help="Default: ~/.kube/config, or the in-cluster account.")
+    ] = None,
+    native: Annotated[
+        bool, typer.Option(help="Drive the devices of native:// DeviceServices with the built-in drivers.")
+    ] = True,
+    edgex_metadata: Annotated[
+        str | None, typer.Option(help="EdgeX core-metadata URL: keep the pool's CRs and EdgeX in sync.")
+    ] = None,
+    edgex_command: Annotated[
+        str | None, typer.Option(help="EdgeX core-command URL, for desired property values of EdgeX devices.")
+    ] = None,
+    edgex_bus_host: Annotated[
+        str | None, typer.Option(help="EdgeX message bus (MQTT) host, for instant sync from its system events.")
+    ] = None,
+    edgex_bus_port: Annotated[int, typer.Option(help="EdgeX message bus port.")] = 1883,
+    resync: Annotated[float, typer.Option(help="Seconds between full comparisons with EdgeX (the backstop).")] = 30.0,
+    cleanup_on_exit: Annotated[
+        bool, typer.Option(help="On exit, delete the pool's edge-discovered CRs and release finalizers (retiring).")
+    ] = False,
+    mqtt_host: MqttHost = "127.0.0.1",
+    mqtt_port: MqttPort = 1883,
+    mqtt_username: MqttUsername = None,
+    mqtt_password: MqttPassword = None,
+    mqtt_tls: MqttTls = False,
+    mqtt_ca: MqttCa = None,
+    qos: Qos = 1,
+    topic_prefix: TopicPrefix = DEFAULT_TOPIC_PREFIX,
+    spool_dir: SpoolDir = DEFAULT_SPOOL_DIR,
+    spool_max_mb: SpoolMaxMb = 1024,
+    overflow: Overflow = OverflowPolicy.REJECT_NEW,
+    ops_host: OpsHost = "127.0.0.1",
+    ops_port: OpsPort = 9464,
+    log_format: LogFormat = "console",
+) -> None:
+    """The per-pool device controller (OpenYurt's yurt-iot-dock): the pool's Device CRs driven natively and/or
+    kept in sync with EdgeX."""
+    import contextlib
+
+    from yurt_iot.iot.edgex.sync import EdgeXSyncOptions, run_edgex_sync
+    from yurt_iot.iot.native import NativeOptions, native_backend
+    from yurt_iot.iot.pool import discover_pool
+    from yurt_iot.kube import KubeClient
+    from yurt_iot.logs import setup_logging
+    from yurt_iot.runtime.publisher import MqttSettings
+
+    if not native and edgex_metadata is None:
+        raise typer.BadParameter("nothing to do: give --edgex-metadata, or leave --native on")
+    if pool is None and node is None:
+        raise typer.BadParameter("give --pool, or --node (NODE_NAME) whose apps.openyurt.io/nodepool label names it")
+    setup_logging("json" if log_format == "json" else "console")
+    mqtt = _mqtt_settings(mqtt_host, mqtt_port, mqtt_username, mqtt_password, mqtt_tls, mqtt_ca, qos)
+
+    async def main(stop: asyncio.Event) -> None:
+        async with KubeClient.from_kubeconfig(kubeconfig) as kube, contextlib.AsyncExitStack() as stack:
+            served = pool or await discover_pool(kube, node or "")
+            if native:
+                options = NativeOptions(
+                    namespace=namespace, mqtt=mqtt, spool_dir=spool_dir, pool=served,
+                    spool_max_bytes=spool_max_mb << 20, overflow=overflow, topic_prefix=topic_prefix,
+                    ops_host=ops_host, ops_port=ops_port,
+                )  # fmt: skip
+                await stack.enter_async_context(native_backend(options, kube=kube))
+            if edgex_metadata is None:
+                await stop.wait()
+                return
+            bus = None if edgex_bus_host is None else MqttSettings(host=edgex_bus_host, port=edgex_bus_port)
+            sync = EdgeXSyncOptions(
+                pool=served, namespace=namespace, metadata_url=edgex_metadata, command_url=edgex_command, bus=bus,
+                resync_period=resync, cleanup=cleanup_on_exit,
+            )  # fmt: skip
+            await run_edgex_sync(kube, sync, stop)
+
+    _run_until_signalled(main)
 
 
 @app.command()
