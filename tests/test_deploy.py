@@ -12,9 +12,11 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import typer
 import yaml
 
 from tests.kube_helpers import kubectl
+from yurt_iot.cli import app
 from yurt_iot.testing.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,6 +45,14 @@ def test_kubectl_apply_k_installs_everything(control_plane: ControlPlane) -> Non
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["serviceAccountName"] == "yurt-iot-gateway"
+
+    dock = json.loads(kubectl(control_plane, "get", "deploy", "yurt-iot-dock-hangzhou", "-n", "yurt-iot",
+                              "-o", "json").stdout)  # fmt: skip
+    [controller] = dock["spec"]["template"]["spec"]["containers"]
+    assert controller["args"][:3] == ["dock", "--namespace=yurt-iot", "--pool=hangzhou"]
+    assert controller["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for args in (container["args"], controller["args"]):  # both command lines parse as the CLI's
+        parses_as_cli(args)
 
     # the ConfigMap carries device manifests the gateway can run, and `yurt-iot validate` finds them clean
     config = json.loads(kubectl(control_plane, "get", "cm", "yurt-iot-devices", "-n", "yurt-iot", "-o", "json").stdout)
@@ -94,3 +104,11 @@ def test_the_dockerfile_is_multi_stage_non_root_and_runs_the_cli() -> None:
               for source in shlex.split(args)[:-1]}  # fmt: skip
     assert all((REPO / source).exists() for source in copied), copied
     assert {"pyproject.toml", "setup.py", "README.md", "yurt_iot", "drivers"} <= copied
+
+
+def parses_as_cli(args: list[str]) -> None:
+    """Fails (a usage error) unless `yurt-iot <args>` names a subcommand whose options all parse."""
+    group = typer.main.get_command(app)
+    command = group.get_command(group.make_context("yurt-iot", [args[0]]), args[0])
+    assert command is not None, f"no subcommand {args[0]!r}"
+    command.make_context(args[0], list(args[1:]))
