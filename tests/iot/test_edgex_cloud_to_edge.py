@@ -209,3 +209,34 @@ async def test_a_second_cr_for_the_same_edgex_object_is_told_it_is_a_duplicate(
         )
         assert told["reason"] == "DuplicateEdgeXName" and dev in told["message"]
         assert (await edgex_object(md, "Device", dev)).labels is None  # the twin's labels never reached EdgeX
+
+
+@async_test(timeout=60)
+async def test_native_services_and_their_devices_are_left_to_the_native_backend(
+    control_plane: ControlPlane, namespace: str, edgex: EdgeX, mosquitto: Mosquitto
+) -> None:
+    svc, prof, dev = _names()
+    native_svc, native_dev = f"native-{svc}", f"native-{dev}"
+    async with (
+        syncing(control_plane, namespace, edgex, mosquitto) as sync,
+        CoreMetadataClient(edgex.metadata_url) as md,
+    ):
+        docs = [
+            device_cr(native_dev, native_svc, prof),  # before its service: the sync may meet it first
+            service_cr(native_svc, baseAddress="native://hangzhou"),
+            service_cr(svc),
+            profile_cr(prof),
+            device_cr(dev, svc, prof),
+        ]
+        await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=docs)
+        await async_wait_for(lambda: edgex_object(md, "Device", dev), within=DEADLINE)
+
+        async def released() -> bool:
+            obj = await cr(sync.kube, Device, namespace, native_dev)
+            return Device.resource_type.finalizer not in ((obj or {}).get("metadata", {}).get("finalizers") or [])
+
+        assert await async_wait_for(released, within=DEADLINE, what="native device without the EdgeX finalizer")
+        service = await cr(sync.kube, DeviceService, namespace, native_svc)
+        assert service is not None and not service["metadata"].get("finalizers") and "status" not in service
+        assert await edgex_object(md, "DeviceService", native_svc) is None
+        assert await edgex_object(md, "Device", native_dev) is None

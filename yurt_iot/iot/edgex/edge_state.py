@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -64,6 +65,8 @@ class EdgeState:
         self.error = ""
         self._wake = asyncio.Event()
         self._fetching: set[tuple[str, str]] = set()
+        self._deleted: set[tuple[str, str]] = set()  # (kind, name) we deleted, until EdgeX says otherwise
+        self._written: dict[tuple[str, str], float] = {}  # loop time of our last write of (kind, name)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def get(self, kind: str, name: str) -> EdgeObject | None:
@@ -76,12 +79,21 @@ class EdgeState:
         """Record an object as EdgeX now holds it (after our own write: `notify=False`, the writer knows)."""
         previous = self._objects[kind].get(obj.name)
         self._objects[kind][obj.name] = obj
+        self._deleted.discard((kind, obj.name))
+        if not notify:
+            self._written[kind, obj.name] = asyncio.get_running_loop().time()
         if notify and not _same(previous, obj):
             self._on_change(kind, obj.name, previous)
 
     def forget(self, kind: str, name: str, *, notify: bool = True) -> None:
+        """Drop an object EdgeX no longer holds. After our own delete (`notify=False`) it stays dropped until
+        EdgeX adds it again or a listing has it: an event about it published before the delete may still be
+        on its way, and must not bring it back."""
         previous = self._objects[kind].pop(name, None)
-        if notify and previous is not None:
+        if not notify:
+            self._deleted.add((kind, name))
+            self._written[kind, name] = asyncio.get_running_loop().time()
+        elif previous is not None:
             self._on_change(kind, name, previous)
 
     # -- reachability --------------------------------------------------------------------------------
@@ -113,14 +125,25 @@ class EdgeState:
     async def refresh(self) -> None:
         """List every kind and report what changed; raises the EdgeXError if EdgeX could not be listed (the
         previous picture is kept: an outage must not look like every object was deleted)."""
+        started = asyncio.get_running_loop().time()
         listed = {name: await kind.list(self.metadata) for name, kind in self.kinds.items()}
         for kind, objects in listed.items():
             known = self._objects[kind]
             fresh = {o.name: o for o in objects}
-            self._objects[kind] = fresh
+            changed = []
             for name in known.keys() | fresh.keys():
-                if not _same(known.get(name), fresh.get(name)):
-                    self._on_change(kind, name, known.get(name))
+                if self._written.get((kind, name), -math.inf) > started:  # our write is newer than the listing
+                    if name in known:
+                        fresh[name] = known[name]
+                    else:
+                        fresh.pop(name, None)
+                elif not _same(known.get(name), fresh.get(name)):
+                    changed.append(name)
+            self._objects[kind] = fresh
+            for name in changed:
+                self._on_change(kind, name, known.get(name))
+        self._written = {key: at for key, at in self._written.items() if at > started}
+        self._deleted.intersection_update(self._written)
         self._set_reachable(True)
 
     async def run(self, period: float) -> None:
@@ -158,6 +181,9 @@ class EdgeState:
         if event.get("action") == "delete":
             self.forget(kind, obj.name)
             return
+        if event.get("action") != "add" and (kind, obj.name) in self._deleted:
+            return  # older than our own delete of it
+        self._deleted.discard((kind, obj.name))
         self.put(kind, obj)
         for needed, name in self.kinds[kind].edge_dependencies(obj):
             if name and self.get(needed, name) is None and (needed, name) not in self._fetching:

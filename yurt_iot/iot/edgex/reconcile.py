@@ -101,12 +101,13 @@ class PairReconciler:
         metadata: CoreMetadataClient,
         *,
         created: Callable[[str, str], None],
+        foreign: Callable[[Obj], bool] = lambda obj: False,
     ) -> None:
         """`created(kind, name)` is told about every object this reconciler adds to EdgeX (devices waiting
-        for it get another try)."""
+        for it get another try). `foreign(obj)`: CRs another backend implements (native devices), left alone."""
         self.kind, self.scope, self.informer, self.resource = kind, scope, informer, resource
         self.edge, self.metadata = edge, metadata
-        self._created = created
+        self._created, self._foreign = created, foreign
         self._retries: dict[str, Backoff] = {}
 
     def crs_for(self, name: str) -> list[Obj]:
@@ -122,6 +123,10 @@ class PairReconciler:
         for duplicate in found[1:]:
             why = f"EdgeX {self.kind.name} {name} is synced with {found[0]['metadata']['name']} already"
             await self._status(duplicate, {"synced": False}, False, "DuplicateEdgeXName", why)
+        if obj is not None and self._foreign(obj):  # not EdgeX's: only a finalizer added before we knew goes
+            with contextlib.suppress(KubeNotFound):
+                await remove_finalizer(self.resource, obj, self.kind.finalizer)
+            return None
         if obj is not None and _deleting(obj):
             return await self._finalize(obj, name)
         if not self.edge.reachable:  # None: not listed yet; the first listing enqueues everything

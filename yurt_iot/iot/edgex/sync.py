@@ -23,6 +23,7 @@ from yurt_iot.iot.edgex.edge_state import EdgeState
 from yurt_iot.iot.edgex.kinds import EdgeKind, EdgeObject, edge_kinds, edge_name
 from yurt_iot.iot.edgex.metadata import CoreMetadataClient
 from yurt_iot.iot.edgex.reconcile import EDGE_INDEX, PairReconciler, by_edge_name
+from yurt_iot.iot.native.selection import is_native
 from yurt_iot.iot.pool import POOL_INDEX, PoolScope
 from yurt_iot.kube import (
     Controller,
@@ -114,17 +115,35 @@ class EdgeXSync:
             if name == "Device":
                 indexers[USES_INDEX] = _uses(options.pool)
             informer = Informer(resource, indexers=indexers)
+            foreign = {"DeviceService": is_native, "Device": self._native_device}.get(name, lambda obj: False)
             reconciler = PairReconciler(
-                kind, self.scope, informer, resource, self.edge, self.metadata, created=self._created
+                kind, self.scope, informer, resource, self.edge, self.metadata, created=self._created, foreign=foreign
             )
             controller = Controller(f"edgex-{name.lower()}", reconciler, workers=options.workers, metrics=metrics)
             controller.watch(informer, map_to=self._keys_of, predicate=generation_changed)
             self.informers[name], self.controllers[name] = informer, controller
+        # A service that turns out native (or stops being so) changes who implements its devices.
+        services = self.informers["DeviceService"]
+        self.controllers["Device"].watch(services, map_to=self._devices_of, predicate=generation_changed)
 
     # -- keys ------------------------------------------------------------------------------------------
 
     def _keys_of(self, obj: Obj) -> Iterable[ObjectKey]:
         return [ObjectKey(self.scope.namespace, edge_name(obj))] if self.scope.owns(obj) else []
+
+    def _native_device(self, obj: Obj) -> bool:
+        """A device of a `native://` service: the native backend drives it, EdgeX never sees it."""
+        service = (obj.get("spec") or {}).get("serviceName")
+        found = self.informers["DeviceService"].store.by_index(EDGE_INDEX, f"{self.scope.pool}/{service}")
+        return any(is_native(s) for s in found)
+
+    def _devices_of(self, service: Obj) -> Iterable[ObjectKey]:
+        if not self.scope.owns(service):
+            return []
+        devices = self.informers["Device"].store.by_index(
+            USES_INDEX, f"{self.scope.pool}/DeviceService/{edge_name(service)}"
+        )
+        return [ObjectKey(self.scope.namespace, edge_name(d)) for d in devices]
 
     def _enqueue(self, kind: str, name: str) -> None:
         self.controllers[kind].enqueue(ObjectKey(self.scope.namespace, name))
