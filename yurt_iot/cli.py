@@ -186,6 +186,9 @@ def dock(
     ] = None,
     edgex_bus_port: Annotated[int, typer.Option(help="EdgeX message bus port.")] = 1883,
     resync: Annotated[float, typer.Option(help="Seconds between full comparisons with EdgeX (the backstop).")] = 30.0,
+    leader_elect: Annotated[
+        bool, typer.Option(help="Sync with EdgeX only while holding the pool's Lease (for several replicas).")
+    ] = False,
     cleanup_on_exit: Annotated[
         bool, typer.Option(help="On exit, delete the pool's edge-discovered CRs and release finalizers (retiring).")
     ] = False,
@@ -238,7 +241,7 @@ def dock(
             bus = None if edgex_bus_host is None else MqttSettings(host=edgex_bus_host, port=edgex_bus_port)
             sync = EdgeXSyncOptions(
                 pool=served, namespace=namespace, metadata_url=edgex_metadata, command_url=edgex_command, bus=bus,
-                resync_period=resync, cleanup=cleanup_on_exit,
+                resync_period=resync, leader_election=leader_elect, cleanup=cleanup_on_exit,
             )  # fmt: skip
             await run_edgex_sync(kube, sync, stop)
 
