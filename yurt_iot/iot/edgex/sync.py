@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from yurt_iot.api.iot import EDGEX_OBJECT_NAME_LABEL
 from yurt_iot.iot.edgex.bus import SystemEvents
 from yurt_iot.iot.edgex.command import CoreCommandClient
 from yurt_iot.iot.edgex.edge_state import EdgeState
@@ -219,7 +220,8 @@ async def remove_edge_discovered(kube: KubeClient, scope: PoolScope, kinds: Iter
                 continue
             try:
                 obj = await remove_finalizer(resource, obj, kind.finalizer)
-                if kind.edge_owned(obj):
+                labels = obj["metadata"].get("labels") or {}
+                if kind.edge_owned(obj) and EDGEX_OBJECT_NAME_LABEL in labels:  # made by us from an EdgeX object
                     await resource.delete(obj["metadata"]["name"], uid=obj["metadata"].get("uid"))
                     removed += 1
             except KubeNotFound:
