@@ -100,14 +100,15 @@ class PairReconciler:
         edge: EdgeState,
         metadata: CoreMetadataClient,
         *,
-        created: Callable[[str, str], None],
+        related: Callable[[str, str, EdgeObject | None], None],
         foreign: Callable[[Obj], bool] = lambda obj: False,
     ) -> None:
-        """`created(kind, name)` is told about every object this reconciler adds to EdgeX (devices waiting
-        for it get another try). `foreign(obj)`: CRs another backend implements (native devices), left alone."""
+        """`related(kind, name, previous)` is told about every object this reconciler adds to or deletes from
+        EdgeX, so that what waits for it gets another try. `foreign(obj)`: CRs another backend implements
+        (native devices), left alone."""
         self.kind, self.scope, self.informer, self.resource = kind, scope, informer, resource
         self.edge, self.metadata = edge, metadata
-        self._created, self._foreign = created, foreign
+        self._related, self._foreign = related, foreign
         self._retries: dict[str, Backoff] = {}
 
     def crs_for(self, name: str) -> list[Obj]:
@@ -188,7 +189,7 @@ class PairReconciler:
         except Conflict:  # it exists already under that name: adopt it
             edge = await self.kind.get(self.metadata, name)
         self.edge.put(self.kind.name, edge, notify=False)
-        self._created(self.kind.name, name)
+        self._related(self.kind.name, name, None)
         return edge
 
     async def _mirror(self, obj: Obj, edge: EdgeObject | None) -> Result | None:
@@ -252,9 +253,7 @@ class PairReconciler:
             return self._later(name)
         previous = self.edge.get(self.kind.name, name)
         self.edge.forget(self.kind.name, name, notify=False)
-        if previous is not None:
-            for kind, dependency in self.kind.edge_dependencies(previous):
-                self._created(kind, dependency)  # a service or profile waiting for this device to go
+        self._related(self.kind.name, name, previous)
         self._retries.pop(name, None)
         with contextlib.suppress(KubeNotFound):
             await remove_finalizer(self.resource, obj, self.kind.finalizer)

@@ -118,7 +118,7 @@ class EdgeXSync:
             informer = Informer(resource, indexers=indexers)
             foreign = {"DeviceService": is_native, "Device": self._native_device}.get(name, lambda obj: False)
             reconciler = PairReconciler(
-                kind, self.scope, informer, resource, self.edge, self.metadata, created=self._created, foreign=foreign
+                kind, self.scope, informer, resource, self.edge, self.metadata, related=self._related, foreign=foreign
             )
             controller = Controller(f"edgex-{name.lower()}", reconciler, workers=options.workers, metrics=metrics)
             controller.watch(informer, map_to=self._keys_of, predicate=generation_changed)
@@ -151,22 +151,18 @@ class EdgeXSync:
 
     def _edge_changed(self, kind: str, name: str, previous: EdgeObject | None) -> None:
         self._enqueue(kind, name)
-        if kind != "Device":
-            self._created(kind, name)
-            return
-        current = self.edge.get(kind, name)
-        for obj in (previous, current):  # its service and profile may be waiting for it to go
-            for dep_kind, dep_name in self.kinds[kind].edge_dependencies(obj) if obj is not None else []:
-                self._enqueue(dep_kind, dep_name)
+        self._related(kind, name, previous)
 
-    def _created(self, kind: str, name: str) -> None:
-        """`kind` `name` is now in EdgeX (or gone): the devices that need it get another try."""
-        if kind == "Device":
-            self._enqueue(kind, name)
+    def _related(self, kind: str, name: str, previous: EdgeObject | None) -> None:
+        """`kind` `name` appeared in EdgeX or left it: what waits for that gets another try (the devices that
+        need a service or profile to be created; a device's service and profile to be deleted)."""
+        if kind != "Device":
+            for device in self.informers["Device"].store.by_index(USES_INDEX, f"{self.scope.pool}/{kind}/{name}"):
+                self._enqueue("Device", edge_name(device))
             return
-        store = self.informers["Device"].store
-        for device in store.by_index(USES_INDEX, f"{self.scope.pool}/{kind}/{name}"):
-            self._enqueue("Device", edge_name(device))
+        for obj in (previous, self.edge.get(kind, name)):
+            for needed, needed_name in self.kinds[kind].edge_dependencies(obj) if obj is not None else []:
+                self._enqueue(needed, needed_name)
 
     def enqueue_all(self) -> None:
         """Every object either side knows, in every controller (EdgeX came or went)."""
