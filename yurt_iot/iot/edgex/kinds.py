@@ -227,11 +227,12 @@ class _DeviceProfile(EdgeKind):
 class _Device(EdgeKind):
     model = iot.Device
     dto = dtos.Device
-    # operatingState is the device service's to report: pushed at creation only, never reset by an update.
+    # operatingState is the device service's to report: pushed at creation only, never reset by an update, and
+    # mirrored into status only (a spec write on every health flip would wake every watcher of the CR).
     pushed = (
         "description", "adminState", "protocols", "labels", "location", "serviceName", "profileName", "autoEvents",
     )  # fmt: skip
-    mirrored = (*pushed, "operatingState")
+    mirrored = pushed
     only_if_set = frozenset({"adminState"})
     synced_condition = "DeviceSynced"
     managing_condition = "DeviceManaging"
