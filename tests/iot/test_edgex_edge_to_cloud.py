@@ -135,9 +135,12 @@ async def test_edgex_down_sets_a_condition_deletes_nothing_and_the_sync_recovers
     ):
         docs = [service_cr(svc), profile_cr(prof), device_cr(dev, svc, prof)]
         await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=docs)
-        await async_wait_for(
-            lambda: condition(_cached(sync, "Device", dev), "DeviceSynced").get("status") == "True", within=DEADLINE
-        )
+        for kind, name in (("DeviceService", svc), ("DeviceProfile", prof), ("Device", dev)):
+            await async_wait_for(
+                lambda kind=kind, name=name: ((_cached(sync, kind, name) or {}).get("status") or {}).get("synced"),
+                within=DEADLINE,
+                what=f"{kind} synced",
+            )
 
         edgex.stop()
         try:
@@ -147,7 +150,11 @@ async def test_edgex_down_sets_a_condition_deletes_nothing_and_the_sync_recovers
                 what="EdgeXUnreachable condition",
             )
             assert down
-            assert condition(_cached(sync, "DeviceService", svc), "DeviceServiceSynced")["status"] == "False"
+            await async_wait_for(
+                lambda: condition(_cached(sync, "DeviceService", svc), "DeviceServiceSynced").get("status") == "False",
+                within=DEADLINE,
+                what="DeviceServiceSynced False",
+            )
             # An edit made meanwhile waits; nothing is deleted, synced stays as it was.
             await kubectl(
                 control_plane, "apply", "-n", namespace, "-f", "-", docs=[device_cr(dev, svc, prof, labels=["x"])]
