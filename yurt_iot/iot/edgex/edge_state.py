@@ -157,6 +157,9 @@ class EdgeState:
                 self._set_reachable(False, str(exc))
             except EdgeXError as exc:  # answered, but not with a listing: count it as down, with its reason
                 self._set_reachable(False, f"listing failed: {exc}")
+            except Exception as exc:  # a bug must not end the backstop for good: report it, and keep trying
+                logger.exception("listing EdgeX failed")
+                self._set_reachable(False, f"listing failed: {exc!r}")
             if self.reachable:
                 backoff.reset()
                 with contextlib.suppress(TimeoutError):
