@@ -3,6 +3,7 @@ second, and through the periodic listing without it."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 
@@ -142,7 +143,7 @@ async def test_edgex_down_sets_a_condition_deletes_nothing_and_the_sync_recovers
                 what=f"{kind} synced",
             )
 
-        edgex.stop()
+        await asyncio.to_thread(edgex.stop)
         try:
             down = await async_wait_for(
                 lambda: condition(_cached(sync, "Device", dev), "DeviceSynced").get("reason") == "EdgeXUnreachable",
@@ -163,7 +164,7 @@ async def test_edgex_down_sets_a_condition_deletes_nothing_and_the_sync_recovers
                 obj = _cached(sync, kind, name)
                 assert obj is not None and obj["status"]["synced"] is True
         finally:
-            edgex.start()  # same ports, and (as a double) empty: everything must be pushed again
+            await asyncio.to_thread(edgex.start)  # same ports, and (as a double) empty: everything must be pushed again
 
         device_back = await async_wait_for(lambda: edgex_object(md, "Device", dev), within=DEADLINE, what="device back")
         assert device_back.labels == ["x"]
@@ -196,3 +197,27 @@ async def test_clean_up_removes_the_edge_discovered_crs_and_releases_the_others(
         assert kept is not None and not kept["metadata"].get("finalizers")
     async with CoreMetadataClient(edgex.metadata_url) as md:
         assert await edgex_object(md, "Device", dev) is not None  # EdgeX keeps its own objects
+
+
+@async_test(timeout=90)
+async def test_a_controller_started_while_edgex_is_down_says_so_and_catches_up(
+    control_plane: ControlPlane, namespace: str, edgex: EdgeX, mosquitto: Mosquitto
+) -> None:
+    suffix = secrets.token_hex(3)
+    svc, prof, dev = f"modbus-{suffix}", f"thermostat-{suffix}", f"room-{suffix}"
+    await asyncio.to_thread(edgex.stop)
+    async with syncing(control_plane, namespace, edgex, mosquitto, resync_period=1.0) as sync:
+        docs = [service_cr(svc), profile_cr(prof), device_cr(dev, svc, prof)]
+        await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=docs)
+        down = await async_wait_for(
+            lambda: condition(_cached(sync, "Device", dev), "DeviceSynced").get("reason") == "EdgeXUnreachable",
+            within=DEADLINE,
+            what="EdgeXUnreachable condition",
+        )
+        assert down
+        await asyncio.to_thread(edgex.start)
+        async with CoreMetadataClient(edgex.metadata_url) as md:
+            await async_wait_for(lambda: edgex_object(md, "Device", dev), within=DEADLINE, what="device in EdgeX")
+        await async_wait_for(
+            lambda: condition(_cached(sync, "Device", dev), "DeviceSynced").get("status") == "True", within=DEADLINE
+        )
