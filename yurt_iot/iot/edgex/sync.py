@@ -7,6 +7,17 @@
 
 Run it with :func:`run_edgex_sync`; :func:`remove_edge_discovered` is the clean-up for a retired controller
 (OpenYurt #1626), also run on exit with ``EdgeXSyncOptions(cleanup=True)``.
+
+OpenYurt's API and semantics are kept (one pool and namespace, `<pool>-<name>` CRs with the
+`yurt-iot-dock/edgex-object.name` label, `managed`, finalizers, condition types); where they differ, on purpose:
+
+* no 5 s polling: EdgeX's system events plus a listing every `resync_period`; properties are never polled;
+* a cloud-owned CR (`managed` not false) is pushed whole: updates of every field including protocols, and of
+  profiles (PUT); `adminState` only when the CR sets it, `operatingState` never after creation;
+* only edge-owned CRs (`managed: false`, profiles named `<pool>-<name>` with the label) are deleted when their
+  object leaves EdgeX, and their spec follows EdgeX's; a cloud-owned object that leaves EdgeX (or an EdgeX that
+  lost its database) is created again, so an EdgeX failure cannot delete the operator's declarations;
+* DeviceServices with a `native://` base address, and their devices, belong to the native backend.
 """
 
 from __future__ import annotations
