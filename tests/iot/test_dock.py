@@ -1,0 +1,97 @@
+"""`yurt-iot dock`, the per-pool device controller as operators run it: one process that drives the pool's
+native devices and keeps its EdgeX devices in sync, against the real API server, Mosquitto and EdgeX."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from yurt_iot.iot.edgex import CoreMetadataClient
+from yurt_iot.sim.modbus import ModbusSimulator
+from yurt_iot.testing.controlplane import ControlPlane
+from yurt_iot.testing.edgex import EdgeX
+from yurt_iot.testing.mosquitto import Mosquitto
+from yurt_iot.testing.ports import stable_free_port
+from yurt_iot.testing.waiting import async_test, async_wait_for
+
+from . import test_native as native
+from .sync_helpers import POOL, device_cr, edgex_object, kubectl, profile_cr, service_cr
+
+WITHIN = 20.0
+
+
+def dock(cp: ControlPlane, namespace: str, edgex: EdgeX, broker: Mosquitto, spool: Path, ops_port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "yurt_iot.cli", "dock", "--namespace", namespace, "--pool", POOL,
+        "--kubeconfig", str(cp.kubeconfig), "--edgex-metadata", edgex.metadata_url, "--edgex-command",
+        edgex.command_url, "--edgex-bus-host", broker.host, "--edgex-bus-port", str(broker.port),
+        "--mqtt-host", broker.host, "--mqtt-port", str(broker.port), "--spool-dir", str(spool),
+        "--ops-port", str(ops_port), "--log-format", "json",
+    ]  # fmt: skip
+
+
+def status(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    obj = cp.kubectl_json("get", "devices.iot.openyurt.io", name, "-n", namespace)
+    return dict(obj.get("status") or {})
+
+
+@async_test(timeout=120)
+async def test_one_dock_process_drives_native_devices_and_syncs_edgex_ones(
+    control_plane: ControlPlane, namespace: str, edgex: EdgeX, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    ops_port = stable_free_port()
+    log = (tmp_path / "dock.log").open("w")
+    argv = dock(control_plane, namespace, edgex, mosquitto, tmp_path / "spool", ops_port)
+    process = await asyncio.to_thread(
+        subprocess.Popen, argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    try:
+        async with ModbusSimulator(update_period=None) as sim, CoreMetadataClient(edgex.metadata_url) as metadata:
+            native_docs = [native.service(), native.profile(), native.device("tank-1", sim)]
+            edgex_docs = [
+                service_cr("modbus-svc"),
+                profile_cr("thermostat"),
+                device_cr("t-1", "modbus-svc", "thermostat"),
+            ]
+            await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=native_docs + edgex_docs)
+
+            async def ready() -> bool:
+                try:
+                    async with httpx.AsyncClient() as http:
+                        return (await http.get(f"http://127.0.0.1:{ops_port}/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await async_wait_for(ready, within=WITHIN, what="/readyz of the dock")
+            await async_wait_for(
+                lambda: status(control_plane, namespace, "tank-1").get("operatingState") == "UP",
+                within=WITHIN, what="the native device UP in its status",
+            )  # fmt: skip
+
+            async def in_edgex() -> bool:
+                return await edgex_object(metadata, "Device", "t-1") is not None
+
+            await async_wait_for(in_edgex, within=WITHIN, what="the EdgeX device created in core-metadata")
+            assert await edgex_object(metadata, "DeviceService", "native") is None  # native services stay ours
+
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, WITHIN) == 0, (tmp_path / "dock.log").read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_dock_needs_a_pool_or_a_node(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NODE_NAME", "YURT_IOT_POOL")}
+    argv = [sys.executable, "-m", "yurt_iot.cli", "dock", "--namespace", "default", "--spool-dir", str(tmp_path)]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2 and "--pool" in result.stderr
