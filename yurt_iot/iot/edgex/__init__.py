@@ -2,7 +2,10 @@
 EdgeX 3.x and 4.x serve it), their DTOs and errors, and the mapping between our CRs and those DTOs.
 
 ``metadata`` and ``command`` are the clients, ``dtos`` the wire models, ``errors`` the exception tree and
-``mapping`` the pure CR <-> DTO conversions.
+``mapping`` the pure CR <-> DTO conversions. The pool's sync is built on them: ``sync`` wires it
+(:func:`~yurt_iot.iot.edgex.sync.run_edgex_sync`), ``reconcile`` lines up one CR with its EdgeX object in both
+directions, ``kinds`` holds what differs per kind, ``edge_state`` is the local picture of EdgeX, ``bus`` listens to
+core-metadata's system events and ``properties`` writes desired values through core-command.
 """
 
 from yurt_iot.iot.edgex.command import CoreCommandClient
