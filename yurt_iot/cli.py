@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -284,7 +284,10 @@ def demo(
         raise typer.Exit(1) from None
 
 
-devices = typer.Typer(help="List, read and write the devices of a running gateway.", no_args_is_help=True)
+devices = typer.Typer(
+    help="List, read and write the devices of a running gateway, or (--kube) the Device CRs of a cluster.",
+    no_args_is_help=True,
+)
 app.add_typer(devices, name="devices")
 
 
@@ -297,6 +300,40 @@ GatewayUrl = Annotated[
     str, typer.Option("--gateway", envvar="YURT_IOT_GATEWAY", help="The gateway's ops address (its --ops-port).")
 ]
 OutputOption = Annotated[Output, typer.Option("--output", "-o", help="table or json.")]
+Kube = Annotated[bool, typer.Option("--kube", help="The Device CRs of a cluster instead of a gateway's devices.")]
+KubeConfig = Annotated[
+    Path | None, typer.Option(envvar="KUBECONFIG", help="With --kube: the cluster (default ~/.kube/config).")
+]
+KubeContext = Annotated[str | None, typer.Option("--context", help="With --kube: the kubeconfig context.")]
+Namespace = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="With --kube: default: the context's, else default.")
+]
+Pool = Annotated[str | None, typer.Option(help="With --kube: only the devices of this NodePool (spec.nodePool).")]
+
+
+def _cluster_target(
+    kube: bool, kubeconfig: Path | None, context: str | None, namespace: str | None, pool: str | None
+) -> Any:
+    """The cluster to use with --kube, None without; cluster options without --kube are a mistake worth saying."""
+    from yurt_iot.iot.devices_cli import ClusterTarget
+
+    if kube:
+        return ClusterTarget(kubeconfig, context, namespace, pool)
+    given = [flag for flag, value in (("--context", context), ("--namespace", namespace), ("--pool", pool)) if value]
+    if given:
+        raise typer.BadParameter(f"{', '.join(given)} need --kube (without it the devices are a gateway's)")
+    return None
+
+
+def _in_cluster(work: Coroutine[Any, Any, Any]) -> Any:
+    """Run one cluster operation; a clear message and exit 1 if it fails."""
+    from yurt_iot.iot.devices_cli import DevicesError
+
+    try:
+        return asyncio.run(work)
+    except DevicesError as error:
+        typer.echo(f"yurt-iot devices: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _call(gateway: str, method: str, path: str, body: dict[str, str] | None = None) -> Any:
@@ -328,10 +365,25 @@ def _print(document: Any, output: Output, table: Any) -> None:
 
 
 @devices.command("ls")
-def devices_ls(gateway: GatewayUrl = "http://127.0.0.1:9464", output: OutputOption = Output.table) -> None:
-    """List the gateway's devices with their state and latest values."""
+def devices_ls(
+    gateway: GatewayUrl = "http://127.0.0.1:9464",
+    output: OutputOption = Output.table,
+    kube: Kube = False,
+    kubeconfig: KubeConfig = None,
+    context: KubeContext = None,
+    namespace: Namespace = None,
+    pool: Pool = None,
+) -> None:
+    """List the gateway's devices with their state and latest values (--kube: the namespace's Device CRs)."""
     from yurt_iot.demo.table import devices_table
 
+    target = _cluster_target(kube, kubeconfig, context, namespace, pool)
+    if target is not None:
+        from yurt_iot.iot import devices_cli
+
+        listed = _in_cluster(devices_cli.list_devices(target))
+        _print(listed, output, devices_cli.devices_table(listed))
+        return
     found = _call(gateway, "GET", "")["devices"]
     _print(found, output, devices_table(found))
 
@@ -342,13 +394,26 @@ def devices_read(
     resources: Annotated[list[str] | None, typer.Argument(help="Resources to read now; none: latest values.")] = None,
     gateway: GatewayUrl = "http://127.0.0.1:9464",
     output: OutputOption = Output.table,
+    kube: Kube = False,
+    kubeconfig: KubeConfig = None,
+    context: KubeContext = None,
+    namespace: Namespace = None,
+    pool: Pool = None,
 ) -> None:
-    """Read resources of a device now (or show the latest values it polled)."""
+    """Read resources of a device now (or show the latest values it polled); --kube: the values its controller
+    reports in status.deviceProperties, with the desired values of its spec."""
     from rich import box
     from rich.table import Table
 
     from yurt_iot.demo.table import format_value
 
+    target = _cluster_target(kube, kubeconfig, context, namespace, pool)
+    if target is not None:
+        from yurt_iot.iot import devices_cli
+
+        document = _in_cluster(devices_cli.read_device(target, name, resources or ()))
+        _print(document, output, devices_cli.values_table(document))
+        return
     if resources:
         values = {r: _call(gateway, "GET", f"/{name}/{r}")["value"] for r in resources}
     else:
@@ -364,8 +429,18 @@ def devices_write(
     name: Annotated[str, typer.Argument(help="The device.")],
     assignments: Annotated[list[str], typer.Argument(help="RESOURCE=VALUE, values as in desiredValue.")],
     gateway: GatewayUrl = "http://127.0.0.1:9464",
+    kube: Kube = False,
+    kubeconfig: KubeConfig = None,
+    context: KubeContext = None,
+    namespace: Namespace = None,
+    pool: Pool = None,
+    wait: Annotated[
+        bool, typer.Option(help="With --kube: wait until the device's status reports the values written.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="With --kube --wait: seconds to wait; then exit 1.")] = 30.0,
 ) -> None:
-    """Write resources of a device, e.g. `yurt-iot devices write thermostat-1 SetPoint=22.5`."""
+    """Write resources of a device, e.g. `yurt-iot devices write thermostat-1 SetPoint=22.5`; --kube: set their
+    desiredValue in the Device CR (other desired values are kept) for its controller to write."""
     values: dict[str, str] = {}
     for assignment in assignments:
         resource, separator, value = assignment.partition("=")
@@ -373,8 +448,19 @@ def devices_write(
             typer.echo(f"expected RESOURCE=VALUE, got {assignment!r}", err=True)
             raise typer.Exit(2)
         values[resource] = value
+    written = ", ".join(f"{r}={v}" for r, v in values.items())
+    target = _cluster_target(kube, kubeconfig, context, namespace, pool)
+    if target is not None:
+        from rich.console import Console
+
+        from yurt_iot.iot.devices_cli import write_device
+
+        with Console(stderr=True).status(f"writing {name}: {written}") as progress:
+            _in_cluster(write_device(target, name, values, wait=timeout if wait else None, on_progress=progress.update))
+        typer.echo(f"{name}: {'reported' if wait else 'desired'} {written}")
+        return
     _call(gateway, "PUT", f"/{name}", values)
-    typer.echo(f"{name}: wrote {', '.join(f'{r}={v}' for r, v in values.items())}")
+    typer.echo(f"{name}: wrote {written}")
 
 
 if __name__ == "__main__":

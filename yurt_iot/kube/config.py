@@ -17,7 +17,9 @@ import httpx
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-__all__ = ["load_config"]
+__all__ = ["context_namespace", "load_config"]
+
+_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def load_config(kubeconfig: str | Path | None = None, *, context: str | None = None) -> Any:
@@ -38,6 +40,19 @@ def load_config(kubeconfig: str | Path | None = None, *, context: str | None = N
             persist_config=False,
         )
     return configuration
+
+
+def context_namespace(kubeconfig: str | Path | None = None, *, context: str | None = None) -> str | None:
+    """The namespace kubectl would default to: the context's (the current one unless named), or in a pod with
+    no kubeconfig its service account's; None when neither names one (callers then use "default")."""
+    if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if _SERVICE_ACCOUNT_NAMESPACE.is_file() else None
+    contexts, current = k8s_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig) if kubeconfig is not None else None
+    )
+    chosen = current if context is None else next((c for c in contexts if c.get("name") == context), None)
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace) if namespace else None
 
 
 def ssl_context(configuration: Any) -> ssl.SSLContext:
