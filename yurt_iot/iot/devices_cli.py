@@ -224,9 +224,10 @@ def _pending(obj: Obj, wanted: Mapping[str, str]) -> dict[str, str | None]:
     return {r: actual.get(r) for r, value in wanted.items() if actual.get(r) != value}
 
 
-def _progress(name: str, pending: Mapping[str, str | None], wanted: Mapping[str, str]) -> str:
-    waits = ", ".join(f"{r}={wanted[r]} (reported: {pending[r] or 'nothing yet'})" for r in pending)
-    return f"waiting for {name} to report {waits}"
+def _unreported(obj: Obj, wanted: Mapping[str, str], values: Mapping[str, str]) -> str:
+    """The values written that `obj` does not report yet, with what it reports instead, e.g. `a=1 (reported: 0)`."""
+    pending = _pending(obj, wanted)
+    return ", ".join(f"{r}={values[r]} (reported: {pending[r] or 'nothing'})" for r in pending)
 
 
 def _why_not(obj: Obj) -> str:
@@ -261,6 +262,7 @@ async def _await_reported(
         except Gone:  # too far behind: start over from the object as it is now
             obj = await devices.get(name)
             version = str(obj["metadata"]["resourceVersion"])
+            on_change(obj)
     return obj
 
 
@@ -308,19 +310,18 @@ async def write_device(
 
         def changed(now: Obj) -> None:
             nonlocal obj
-            obj = now
-            tell(_progress(name, _pending(now, wanted), values))
+            obj = now  # the latest version, for the message if the wait times out
+            if _pending(now, wanted):
+                tell(f"waiting for {name} to report {_unreported(now, wanted, values)}")
 
         changed(obj)
         try:
             async with asyncio.timeout(wait):
                 obj = await _await_reported(cluster.devices, obj, wanted, changed)
         except TimeoutError:
-            pending = _pending(obj, wanted)
-            still = ", ".join(f"{r}={values[r]} (reported: {pending[r] or 'nothing'})" for r in pending)
             raise DevicesError(
-                f"device {name} in namespace {cluster.namespace} did not report {still} within {wait:g} s"
-                f"{_why_not(obj)}"
+                f"device {name} in namespace {cluster.namespace} did not report {_unreported(obj, wanted, values)}"
+                f" within {wait:g} s{_why_not(obj)}"
             ) from None
     document["values"] = _properties(obj)[0]
     return document
