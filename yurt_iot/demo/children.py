@@ -1,6 +1,7 @@
-"""The demo's child processes (simulators, the broker): started after a check that their port is free, ready
+"""The demo's child processes (simulators, the built-in broker): started after a check that their port is free, ready
 when they say so, and always stopped, in their own session so that a Ctrl-C reaches the demo alone and the
-demo stops them in order (the gateway before the devices it reads).
+demo stops them in order (the gateway before the devices it reads). Also which broker to run: mosquitto when it
+is installed, else the built-in one, so that the demo needs nothing beyond the package.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import errno
 import shutil
 import signal
 import socket
+import sys
+from enum import StrEnum
 from pathlib import Path
 
 from yurt_iot.demo.plan import DemoError
@@ -34,16 +37,40 @@ def check_port_free(port: int, purpose: str) -> None:
             ) from None
 
 
-def find_mosquitto() -> Path:
+class BrokerChoice(StrEnum):
+    """Which MQTT broker the demo runs: mosquitto when installed (auto), or the one built in (`demo.broker`)."""
+
+    auto = "auto"
+    builtin = "builtin"
+    mosquitto = "mosquitto"
+
+
+def find_mosquitto() -> Path | None:
+    """The mosquitto binary on PATH or where Debian and Homebrew install it; None if it is not installed."""
     found = shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
     )
-    if found is None:
+    return None if found is None else Path(found)
+
+
+def choose_broker(choice: BrokerChoice) -> Path | None:
+    """The mosquitto binary to run, or None for the built-in broker; DemoError if mosquitto is asked for and
+    missing."""
+    if choice == BrokerChoice.builtin:
+        return None
+    binary = find_mosquitto()
+    if binary is None and choice == BrokerChoice.mosquitto:
         raise DemoError(
-            "the demo needs an MQTT broker and found no mosquitto: install it (Debian/Ubuntu: apt install mosquitto, "
-            "macOS: brew install mosquitto) and run the demo again"
+            "--broker mosquitto, but mosquitto is not installed: install it (Debian/Ubuntu: apt install mosquitto, "
+            "macOS: brew install mosquitto), or leave --broker out to use the built-in broker"
         )
-    return Path(found)
+    return binary
+
+
+def builtin_broker(port: int, workdir: Path) -> Child:
+    """The built-in broker's process on `port` (see `yurt_iot.demo.broker`), logging to `workdir`."""
+    argv = (sys.executable, "-m", "yurt_iot.demo.broker", "--port", str(port))
+    return Child("MQTT broker", argv, workdir / f"broker-{port}.log")
 
 
 class Child:

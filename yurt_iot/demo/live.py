@@ -1,10 +1,13 @@
 """`yurt-iot demo`: the broker, the simulators and the gateway of the manifests, with a live table of readings.
 
-    manifests (examples/iot) --plan--> Mosquitto + simulators (child processes, ports from the manifests)
+    manifests (examples/iot) --plan--> broker + simulators (child processes, ports from the manifests)
                              --------> gateway service (in this process: devices API on the ops port, live reload)
                                        --> rich Live table, refreshed from the devices API's summaries
 
-Everything stops on Ctrl-C, SIGTERM or after `duration`: the gateway first, then the simulators and the broker.
+The broker is Mosquitto when it is installed, else the built-in one (`yurt_iot.demo.broker`), which speaks both
+MQTT versions the demo's clients use: 5 for the gateway's telemetry publisher, 3.1.1 for the MQTT driver and the
+MQTT device simulators. Everything stops on Ctrl-C, SIGTERM or after `duration`: the gateway first, then the
+simulators and the broker.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from yurt_iot.api.iot import Device
-from yurt_iot.demo.children import Child, check_port_free, find_mosquitto
+from yurt_iot.demo.children import BrokerChoice, Child, builtin_broker, check_port_free, choose_broker
 from yurt_iot.demo.plan import DemoError, Plan, plan
 from yurt_iot.demo.table import devices_table
 from yurt_iot.runtime.deviceapi import DeviceApi
 from yurt_iot.runtime.manifests import ManifestError, load_manifests
 from yurt_iot.runtime.publisher import MqttSettings
 from yurt_iot.runtime.service import GatewayOptions, gateway_service
-from yurt_iot.testing.mosquitto import Mosquitto
+from yurt_iot.testing.mosquitto import Mosquitto, MosquittoError
 
 _REFRESH = 0.5
 _RATE_WINDOW = 3.0
@@ -47,6 +50,8 @@ class DemoOptions:
     mqtt_port: int = 1883
     """The broker the gateway publishes telemetry to (started by the demo)."""
     ops_port: int = 9464
+    broker: BrokerChoice = BrokerChoice.auto
+    """Mosquitto when installed (auto), or the built-in broker (`yurt_iot.demo.broker`)."""
 
 
 class Rates:
@@ -76,25 +81,35 @@ def _view(api: DeviceApi, rates: Rates, footer: str) -> Group:
 
 
 @contextlib.asynccontextmanager
-async def _started(the_plan: Plan, workdir: Path, console: Console) -> AsyncIterator[None]:
-    """The brokers, then the simulators; all stopped when the block exits, whatever happened."""
-    brokers: list[Mosquitto] = []
-    children: list[Child] = []
-    try:
-        binary = find_mosquitto()
+async def _started(the_plan: Plan, broker: BrokerChoice, workdir: Path, console: Console) -> AsyncIterator[None]:
+    """The brokers, then the simulators; all stopped in the reverse order when the block exits, whatever
+    happened."""
+    binary = choose_broker(broker)
+    async with contextlib.AsyncExitStack() as stack:
         for port in sorted(the_plan.brokers):
-            broker = Mosquitto(binary, port=port)
-            brokers.append(broker)
-            await asyncio.to_thread(broker.start)
-            console.print(f"MQTT broker (mosquitto) on 127.0.0.1:{port}")
+            if binary is None:
+                child = builtin_broker(port, workdir)
+                stack.push_async_callback(child.stop)
+                await child.start()
+                why = ", mosquitto not installed" if broker == BrokerChoice.auto else ""
+                console.print(f"MQTT broker (built-in{why}) on 127.0.0.1:{port}")
+            else:
+                mosquitto = Mosquitto(binary, port=port)
+                stack.push_async_callback(asyncio.to_thread, mosquitto.close)
+                try:
+                    await asyncio.to_thread(mosquitto.start)
+                except MosquittoError as error:
+                    raise DemoError(f"{error}\n(--broker builtin runs the demo's own broker instead)") from None
+                console.print(f"MQTT broker (mosquitto) on 127.0.0.1:{port}")
         children = [Child(s.purpose, s.argv, workdir / f"sim-{i}.log") for i, s in enumerate(the_plan.simulators)]
+        stack.push_async_callback(_stop_all, children)
         for child, line in zip(children, await asyncio.gather(*(c.start() for c in children)), strict=True):
             console.print(f"{child.purpose}: {line}")
         yield
-    finally:
-        await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
-        for broker in brokers:
-            await asyncio.to_thread(broker.close)
+
+
+async def _stop_all(children: Sequence[Child]) -> None:
+    await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
 
 
 def _check_ports(the_plan: Plan, ops_port: int) -> None:
@@ -133,7 +148,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> None
             spool_dir=Path(workdir) / "spool",
             ops_port=options.ops_port,
         )
-        async with _started(the_plan, Path(workdir), console), gateway_service(gateway_options) as running:
+        started = _started(the_plan, options.broker, Path(workdir), console)
+        async with started, gateway_service(gateway_options) as running:
             footer = (
                 f"Ctrl-C stops the demo. Edit {options.manifests}/*.yaml: the gateway applies it live. "
                 f"In another terminal: yurt-iot devices ls --gateway http://127.0.0.1:{running.ops_port}"
@@ -145,7 +161,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> None
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), _REFRESH)
                     live.update(_view(running.api, rates, footer))
-            # a Ctrl-C reaches the broker too (it shares the terminal): its going away is no news while stopping
+            # a Ctrl-C reaches mosquitto too (it shares the terminal): its going away is no news while stopping
             logging.getLogger().setLevel(logging.ERROR)
     if not console.is_terminal:  # Live leaves its last frame without a line end when it is not on a terminal
         console.line()
