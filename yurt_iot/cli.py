@@ -262,23 +262,32 @@ def demo(
         Path | None, typer.Option(envvar="KUBECONFIG", help="With --kube: the cluster (default ~/.kube/config).")
     ] = None,
     namespace: Annotated[str, typer.Option(help="With --kube: the namespace of the devices.")] = "default",
+    broker: Annotated[
+        str, typer.Option(help="MQTT broker: auto (mosquitto when installed, else built-in), builtin or mosquitto.")
+    ] = "auto",
 ) -> None:
     """Simulated Modbus, OPC-UA and MQTT devices, a broker and the gateway, with a live table (no cluster needed)."""
     import asyncio
 
     from rich.console import Console
 
+    from yurt_iot.demo.children import BrokerChoice
     from yurt_iot.demo.cluster import apply_to_cluster
     from yurt_iot.demo.live import DemoOptions, default_manifests, run_demo
     from yurt_iot.demo.plan import DemoError
 
+    try:
+        broker_choice = BrokerChoice(broker)
+    except ValueError:
+        raise typer.BadParameter(f"{broker!r} is not one of auto, builtin, mosquitto", param_hint="--broker") from None
     repository_examples = Path(__file__).resolve().parent.parent / "examples" / "iot"
     try:
         directory = manifests or default_manifests([repository_examples, Path("examples/iot")])
         if kube:
             asyncio.run(apply_to_cluster(directory, kubeconfig, namespace, Console()))
             return
-        asyncio.run(run_demo(DemoOptions(directory, duration, mqtt_port=mqtt_port, ops_port=ops_port)))
+        options = DemoOptions(directory, duration, mqtt_port=mqtt_port, ops_port=ops_port, broker=broker_choice)
+        asyncio.run(run_demo(options))
     except DemoError as error:
         typer.echo(f"yurt-iot demo: {error}", err=True)
         raise typer.Exit(1) from None
