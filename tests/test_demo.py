@@ -1,5 +1,6 @@
 """`yurt-iot demo` in a pseudo-terminal, as a new user runs it: live readings from all three protocols, a clean
-exit after --duration or Ctrl-C with no process left behind, and a clear message when a port is taken."""
+exit after --duration or Ctrl-C with no process left behind, with mosquitto or the built-in broker, and a clear
+message when a port is taken."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ import termios
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import yaml
 
 from tests.kube_helpers import kubectl, new_namespace
+from tests.test_demo_broker import Client
 from yurt_iot.api.iot import Device
 from yurt_iot.demo.plan import plan
+from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
+from yurt_iot.runtime.publisher import EVENT_ID_PROPERTY
 from yurt_iot.testing.controlplane import ControlPlane
 from yurt_iot.testing.ports import LOOPBACK, stable_free_port
 from yurt_iot.testing.waiting import wait_for
@@ -145,6 +150,33 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
         terminal.close()
     assert code == 0, screen
     assert "demo stopped" in screen and "WARNING" not in screen and "ERROR" not in screen
+    assert not [pid for pid in terminal.descendants if _alive(pid)]
+
+
+def test_without_mosquitto_the_built_in_broker_carries_the_devices_and_the_telemetry(tmp_path: Path) -> None:
+    """`--broker builtin` is what a machine without mosquitto gets: the same table, and the gateway's MQTT 5
+    telemetry (with its event-id property) on the broker next to the MQTT 3.1.1 device."""
+    ports = _manifests_on_free_ports(tmp_path / "manifests")
+    terminal = Terminal("demo", "--broker", "builtin", "--duration", "10", "--manifests", str(tmp_path / "manifests"),
+                        "--mqtt-port", str(ports["mqtt"]), "--ops-port", str(ports["ops"]))  # fmt: skip
+    try:
+        started = f"MQTT broker (built-in) on 127.0.0.1:{ports['mqtt']}"
+        wait_for(lambda: started in terminal.read(), timeout=30, what="the built-in broker")
+        telemetry = Client(ports["mqtt"], mqtt.MQTTv5)
+        try:
+            telemetry.subscribe(f"{DEFAULT_TOPIC_PREFIX}/#")
+            wait_for(lambda: terminal.read() and not telemetry.messages.empty(), timeout=30, what="telemetry")
+            event = telemetry.messages.get_nowait()
+        finally:
+            telemetry.close()
+        code = terminal.wait(timeout=60)
+        screen = terminal.read(0)
+    finally:
+        terminal.close()
+    assert code == 0, screen
+    assert set(_rows_with_readings(screen)) == set(ROWS), screen
+    assert "demo stopped" in screen and "WARNING" not in screen and "ERROR" not in screen
+    assert [name for name, _ in event.properties.UserProperty] == [EVENT_ID_PROPERTY]
     assert not [pid for pid in terminal.descendants if _alive(pid)]
 
 
