@@ -144,14 +144,25 @@ def test_unsubscribed_topics_are_no_longer_delivered(connect: Callable[..., Clie
     assert subscriber.messages.empty()
 
 
-def _raw_connect(port: int, level: int) -> socket.socket:
-    """A TCP connection that has sent a CONNECT of MQTT `level` (4: 3.1.1, 5) and read the CONNACK."""
+def _raw_connect(
+    port: int, level: int, client_id: bytes = b"", will: tuple[bytes, bytes] | None = None
+) -> socket.socket:
+    """A TCP connection that has sent a CONNECT of MQTT `level` (4: 3.1.1, 5), with a `will` (topic, message) if
+    given, and read the CONNACK; for packets paho would not send."""
     sock = socket.create_connection((LOOPBACK, port), timeout=TIMEOUT)
-    body = b"\x00\x04MQTT" + bytes((level, 0x02, 0, 10)) + (b"\x00" if level == 5 else b"") + b"\x00\x03raw"
+    no_properties = b"\x00" if level == 5 else b""
+    client_id = client_id or f"raw-{secrets.token_hex(4)}".encode()
+    body = b"\x00\x04MQTT" + bytes((level, 0x06 if will else 0x02, 0, 10)) + no_properties + _string(client_id)
+    if will:
+        body += no_properties + _string(will[0]) + _string(will[1])
     sock.sendall(bytes((0x10, len(body))) + body)
     connack = sock.recv(64)
     assert connack[:1] == b"\x20" and connack[3] == 0, connack  # accepted
     return sock
+
+
+def _string(data: bytes) -> bytes:
+    return len(data).to_bytes(2, "big") + data
 
 
 def test_an_invalid_topic_filter_is_refused_in_the_suback(broker_port: int) -> None:
@@ -196,3 +207,25 @@ def test_a_client_that_does_not_start_with_connect_is_dropped(broker_port: int) 
     with socket.create_connection((LOOPBACK, broker_port), timeout=TIMEOUT) as sock:
         sock.sendall(b"\xc0\x00")  # PINGREQ
         assert _read_until_closed(sock) == b""
+
+
+def test_a_will_is_published_when_a_client_vanishes_not_when_it_disconnects(
+    broker_port: int, connect: Callable[..., Client]
+) -> None:
+    subscriber = connect()
+    subscriber.subscribe("wills/#")
+    with _raw_connect(broker_port, 4, will=(b"wills/quiet", b"said goodbye")) as sock:
+        sock.sendall(b"\xe0\x00")  # DISCONNECT
+        assert _read_until_closed(sock) == b""
+    with _raw_connect(broker_port, 5, will=(b"wills/vanished", b"gone")):
+        pass  # closed without a DISCONNECT
+
+    will = subscriber.messages.get(timeout=TIMEOUT)  # the first: a will of the quiet client would have come before
+    assert (will.topic, will.payload) == ("wills/vanished", b"gone")
+
+
+def test_a_client_id_connecting_again_ends_the_older_connection(broker_port: int) -> None:
+    with _raw_connect(broker_port, 4, client_id=b"twice") as older, _raw_connect(broker_port, 4, b"twice") as newer:
+        assert _read_until_closed(older) == b""
+        newer.sendall(b"\xc0\x00")  # PINGREQ
+        assert newer.recv(64) == b"\xd0\x00"  # PINGRESP: the newer one is served

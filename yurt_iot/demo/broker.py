@@ -57,8 +57,11 @@ MAX_PACKET: Final = 1 << 20
 """Largest packet accepted (announced to MQTT 5 clients as Maximum Packet Size)."""
 _MAX_BUFFERED: Final = 4 << 20  # bytes waiting to be sent to one client before its messages are dropped
 _CONNECT_TIMEOUT: Final = 10.0
-# MQTT 5 CONNACK properties: Maximum QoS 1, Retain / Subscription Identifiers / Shared Subscriptions not available.
-_CONNACK_PROPERTIES: Final = bytes((0x24, 1, 0x25, 0, 0x29, 0, 0x2A, 0, 0x27)) + MAX_PACKET.to_bytes(4, "big")
+# MQTT 5 CONNACK properties: Maximum QoS 1; Retain, Subscription Identifiers, Shared Subscriptions not available;
+# Session Expiry Interval 0 (nothing kept after the connection); Maximum Packet Size.
+_CONNACK_PROPERTIES: Final = bytes(
+    (0x24, 1, 0x25, 0, 0x29, 0, 0x2A, 0, 0x11, *bytes(4), 0x27, *MAX_PACKET.to_bytes(4, "big"))
+)
 
 
 def valid_filter(topic_filter: str) -> bool:
@@ -187,6 +190,7 @@ class _Session:
             self._send(encode_packet(Packet.CONNACK, 0, bytes((0, 2))))  # identifier rejected
             return False
         self.client_id = client_id or f"auto-{secrets.token_hex(8)}"
+        logger.info("client %r connected (MQTT %s)", self.client_id, "5" if level == 5 else "3.1.1")
         self._broker.register(self)
         if level == 4:
             self._send(encode_packet(Packet.CONNACK, 0, bytes((0, 0))))
