@@ -155,7 +155,25 @@ def test_missing_devices_and_resources_are_named(control_plane: ControlPlane, na
     assert "did not report setpoint=9 (reported: 3) within 1 s" in timed_out.stderr
 
     no_kube = runner.invoke(app, ["devices", "ls", "--namespace", namespace])
-    assert no_kube.exit_code == 2 and "--namespace need --kube" in no_kube.output
+    assert no_kube.exit_code == 2 and "--namespace: only with --kube" in no_kube.output
+
+
+def test_write_compares_values_in_the_form_the_controller_reports_them(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    thermo = profile("thermo")
+    thermo["spec"]["deviceResources"][0]["properties"]["valueType"] = "Float32"
+    assert (
+        apply(control_plane, [service(), thermo, device("th-1", NOWHERE, profileName="thermo")], namespace).returncode
+        == 0
+    )
+    reported = {"setpoint": {"name": "setpoint", "actualValue": "2.25e+01"}}  # how a Float32 22.5 is reported
+    patch_status(control_plane, namespace, "th-1", {"deviceProperties": reported})
+
+    result = cli(control_plane, namespace, "write", "th-1", "setpoint=22.5", "--timeout", str(WITHIN))
+    assert result.exit_code == 0 and result.stdout.strip() == "th-1: reported setpoint=22.5", result.output
+    shown = json.loads(cli(control_plane, namespace, "read", "th-1", "-o", "json").stdout)
+    assert shown["values"] == {"setpoint": "2.25e+01"} and shown["desired"] == {"setpoint": "22.5"}
 
 
 @async_test(timeout=120)

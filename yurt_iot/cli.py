@@ -330,7 +330,7 @@ def _cluster_target(
         return ClusterTarget(kubeconfig, context, namespace, pool)
     given = [flag for flag, value in (("--context", context), ("--namespace", namespace), ("--pool", pool)) if value]
     if given:
-        raise typer.BadParameter(f"{', '.join(given)} need --kube (without it the devices are a gateway's)")
+        raise typer.BadParameter(f"{', '.join(given)}: only with --kube (without it, the devices are a gateway's)")
     return None
 
 
