@@ -12,7 +12,7 @@ FROM python:3.11-slim AS runtime
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/yurt-iot yurt
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels yurt-iot && rm -rf /wheels
-# The example manifests, for `yurt-iot demo` (which also needs an MQTT broker: mosquitto on the host network).
+# The example manifests, for `yurt-iot demo` (its built-in MQTT broker stands in for the missing mosquitto).
 COPY examples/iot /usr/share/yurt-iot/examples/iot
 ENV YURT_IOT_EXAMPLES=/usr/share/yurt-iot/examples/iot
 USER 10001:10001
