@@ -9,20 +9,24 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import termios
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 import yaml
 
 from tests.kube_helpers import kubectl, new_namespace
 from tests.test_demo_broker import Client
 from yurt_iot.api.iot import Device
+from yurt_iot.demo.children import find_mosquitto
 from yurt_iot.demo.plan import plan
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
 from yurt_iot.runtime.publisher import EVENT_ID_PROPERTY
@@ -38,11 +42,11 @@ ROWS = {"thermostat-1": "modbus-tcp", "opcua-machine-1": "opcua", "mqtt-sensor-1
 class Terminal:
     """A command on a 160-column pseudo-terminal, in its own process group (as a shell runs a foreground job)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, prefix: Sequence[str] = ()) -> None:
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "50"}
-        self.proc = subprocess.Popen(["yurt-iot", *args], stdin=slave, stdout=slave, stderr=slave, env=env,
+        self.proc = subprocess.Popen([*prefix, "yurt-iot", *args], stdin=slave, stdout=slave, stderr=slave, env=env,
                                      start_new_session=True)  # fmt: skip
         os.close(slave)
         self.output = b""
@@ -153,14 +157,34 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert not [pid for pid in terminal.descendants if _alive(pid)]
 
 
-def test_without_mosquitto_the_built_in_broker_carries_the_devices_and_the_telemetry(tmp_path: Path) -> None:
-    """`--broker builtin` is what a machine without mosquitto gets: the same table, and the gateway's MQTT 5
-    telemetry (with its event-id property) on the broker next to the MQTT 3.1.1 device."""
+def _without_mosquitto() -> tuple[str, ...]:
+    """A command prefix that hides the installed mosquitto from the command, as on a machine without it: /dev/null
+    bind-mounted over it in a private mount namespace (root only, as scripts/test and CI run)."""
+    mosquitto = find_mosquitto()
+    hide = f'mount --bind /dev/null {mosquitto} && exec "$@"'
+    return () if mosquitto is None else ("unshare", "--mount", "sh", "-c", hide, "sh")
+
+
+@pytest.mark.parametrize(
+    ("args", "prefix", "started"),
+    [
+        pytest.param(("--broker", "builtin"), (), "MQTT broker (built-in) on", id="forced"),
+        pytest.param(
+            (), _without_mosquitto(), "MQTT broker (built-in, mosquitto not installed) on", id="no-mosquitto",
+            marks=pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root"),
+        ),
+    ],
+)  # fmt: skip
+def test_without_mosquitto_the_built_in_broker_carries_the_devices_and_the_telemetry(
+    tmp_path: Path, args: tuple[str, ...], prefix: tuple[str, ...], started: str
+) -> None:
+    """What a machine without mosquitto gets: the same table, and the gateway's MQTT 5 telemetry (with its
+    event-id property) on the built-in broker, next to the MQTT 3.1.1 device."""
     ports = _manifests_on_free_ports(tmp_path / "manifests")
-    terminal = Terminal("demo", "--broker", "builtin", "--duration", "10", "--manifests", str(tmp_path / "manifests"),
-                        "--mqtt-port", str(ports["mqtt"]), "--ops-port", str(ports["ops"]))  # fmt: skip
+    terminal = Terminal("demo", *args, "--duration", "10", "--manifests", str(tmp_path / "manifests"),
+                        "--mqtt-port", str(ports["mqtt"]), "--ops-port", str(ports["ops"]), prefix=prefix)  # fmt: skip
     try:
-        started = f"MQTT broker (built-in) on 127.0.0.1:{ports['mqtt']}"
+        started = f"{started} 127.0.0.1:{ports['mqtt']}"
         wait_for(lambda: started in terminal.read(), timeout=30, what="the built-in broker")
         telemetry = Client(ports["mqtt"], mqtt.MQTTv5)
         try:

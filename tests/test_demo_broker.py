@@ -41,15 +41,19 @@ class Client:
     """A paho client on its own network thread, connected once it is made."""
 
     def __init__(self, port: int, protocol: mqtt.MQTTProtocolVersion) -> None:
-        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self._acks: queue.Queue[list[Any]] = queue.Queue()
-        connected = threading.Event()
+        # The callbacks hold the queues and events, not `self`: without a reference cycle, paho's __del__ closes
+        # the socket pair of its network thread as soon as the client is dropped (a cycle leaves that to the GC).
+        self.messages = messages = queue.Queue[mqtt.MQTTMessage]()
+        self._acks = acks = queue.Queue[list[Any]]()
+        connected, self._disconnected = threading.Event(), threading.Event()
+        disconnected = self._disconnected
         client_id = f"test-{secrets.token_hex(4)}"
         self.paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
         self.paho.on_connect = lambda _c, _u, _f, code, _p: code.is_failure or connected.set()
-        self.paho.on_message = lambda _c, _u, message: self.messages.put(message)
-        self.paho.on_subscribe = lambda _c, _u, _mid, codes, _p: self._acks.put(codes)
-        self.paho.on_unsubscribe = lambda _c, _u, _mid, codes, _p: self._acks.put(codes)
+        self.paho.on_message = lambda _c, _u, message: messages.put(message)
+        self.paho.on_subscribe = lambda _c, _u, _mid, codes, _p: acks.put(codes)
+        self.paho.on_unsubscribe = lambda _c, _u, _mid, codes, _p: acks.put(codes)
+        self.paho.on_disconnect = lambda *_: disconnected.set()
         self.paho.connect(LOOPBACK, port, keepalive=10)
         self.paho.loop_start()
         assert connected.wait(TIMEOUT), "no CONNACK"
@@ -79,6 +83,7 @@ class Client:
 
     def close(self) -> None:
         self.paho.disconnect()
+        self._disconnected.wait(TIMEOUT)  # paho closes its socket before it calls on_disconnect
         self.paho.loop_stop()
 
 

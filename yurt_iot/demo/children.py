@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ from yurt_iot.demo.plan import DemoError
 from yurt_iot.testing.ports import LOOPBACK
 
 _READY_TIMEOUT = 30.0
+_SBIN = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
 _STOP_TIMEOUT = 5.0
 
 
@@ -46,10 +48,9 @@ class BrokerChoice(StrEnum):
 
 
 def find_mosquitto() -> Path | None:
-    """The mosquitto binary on PATH or where Debian and Homebrew install it; None if it is not installed."""
-    found = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
-    )
+    """The mosquitto binary on PATH or where Debian and Homebrew install it (often not on a user's PATH); None if
+    it is not installed."""
+    found = shutil.which("mosquitto", path=os.pathsep.join((os.environ.get("PATH", ""), *_SBIN)))
     return None if found is None else Path(found)
 
 
