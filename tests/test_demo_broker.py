@@ -150,7 +150,7 @@ def test_unsubscribed_topics_are_no_longer_delivered(connect: Callable[..., Clie
 
 
 def _raw_connect(
-    port: int, level: int, client_id: bytes = b"", will: tuple[bytes, bytes] | None = None
+    port: int, level: int, client_id: bytes = b"", will: tuple[bytes, bytes] | None = None, will_properties: bytes = b""
 ) -> socket.socket:
     """A TCP connection that has sent a CONNECT of MQTT `level` (4: 3.1.1, 5), with a `will` (topic, message) if
     given, and read the CONNACK; for packets paho would not send."""
@@ -159,7 +159,8 @@ def _raw_connect(
     client_id = client_id or f"raw-{secrets.token_hex(4)}".encode()
     body = b"\x00\x04MQTT" + bytes((level, 0x06 if will else 0x02, 0, 10)) + no_properties + _string(client_id)
     if will:
-        body += no_properties + _string(will[0]) + _string(will[1])
+        body += (bytes((len(will_properties),)) + will_properties if level == 5 else b"") + _string(will[0])
+        body += _string(will[1])
     sock.sendall(bytes((0x10, len(body))) + body)
     connack = sock.recv(64)
     assert connack[:1] == b"\x20" and connack[3] == 0, connack  # accepted
@@ -222,11 +223,13 @@ def test_a_will_is_published_when_a_client_vanishes_not_when_it_disconnects(
     with _raw_connect(broker_port, 4, will=(b"wills/quiet", b"said goodbye")) as sock:
         sock.sendall(b"\xe0\x00")  # DISCONNECT
         assert _read_until_closed(sock) == b""
-    with _raw_connect(broker_port, 5, will=(b"wills/vanished", b"gone")):
+    delay_and_reason = b"\x18\x00\x00\x00\x00\x26" + _string(b"reason") + _string(b"vanished")
+    with _raw_connect(broker_port, 5, will=(b"wills/vanished", b"gone"), will_properties=delay_and_reason):
         pass  # closed without a DISCONNECT
 
     will = subscriber.messages.get(timeout=TIMEOUT)  # the first: a will of the quiet client would have come before
     assert (will.topic, will.payload) == ("wills/vanished", b"gone")
+    assert will.properties.UserProperty == [("reason", "vanished")]  # and no Will Delay Interval: no PUBLISH property
 
 
 def test_a_client_id_connecting_again_ends_the_older_connection(broker_port: int) -> None:

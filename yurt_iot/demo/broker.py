@@ -57,6 +57,7 @@ MAX_PACKET: Final = 1 << 20
 """Largest packet accepted (announced to MQTT 5 clients as Maximum Packet Size)."""
 _MAX_BUFFERED: Final = 4 << 20  # bytes waiting to be sent to one client before its messages are dropped
 _CONNECT_TIMEOUT: Final = 10.0
+_WILL_DELAY: Final = frozenset({0x18})
 # MQTT 5 CONNACK properties: Maximum QoS 1; Retain, Subscription Identifiers, Shared Subscriptions not available;
 # Session Expiry Interval 0 (nothing kept after the connection); Maximum Packet Size.
 _CONNACK_PROPERTIES: Final = bytes(
@@ -175,7 +176,7 @@ class _Session:
                 raise MalformedPacket("Receive Maximum or Maximum Packet Size of 0", 0x82)
         client_id = r.string()
         if will:
-            properties = r.properties().raw if level == 5 else b""
+            properties = r.properties(drop=_WILL_DELAY).raw if level == 5 else b""  # no PUBLISH property
             topic, payload = r.string(), r.binary()
             if not topic or "+" in topic or "#" in topic:
                 raise MalformedPacket(f"will topic {topic!r} is no valid topic name", 0x90)

@@ -160,11 +160,14 @@ class Reader:
             raise MalformedPacket("a string contains U+0000")
         return text
 
-    def properties(self) -> Properties:
-        """An MQTT 5 property block (length first); strings and pairs are checked but only numbers kept."""
+    def properties(self, drop: frozenset[int] = frozenset()) -> Properties:
+        """An MQTT 5 property block (length first); strings and pairs are checked but only numbers kept, and the
+        properties in `drop` are left out of the encoded block."""
         block = Reader(self.take(self.varint()))
         numbers: dict[int, int] = {}
+        kept = bytearray()
         while not block.done:
+            start = block._pos
             identifier = block.varint()
             kind = _PROPERTY_TYPES.get(identifier)
             if kind is None:
@@ -177,7 +180,9 @@ class Reader:
             else:
                 read = {_BYTE: block.byte, _UINT16: block.uint16, _UINT32: block.uint32, _VARINT: block.varint}
                 numbers[identifier] = read[kind]()
-        return Properties(numbers, block._data)
+            if identifier not in drop:
+                kept += block._data[start : block._pos]
+        return Properties(numbers, bytes(kept))
 
     def end(self) -> None:
         """MalformedPacket if bytes are left over: a packet longer than its fields."""
