@@ -171,7 +171,7 @@ def _without_mosquitto() -> tuple[str, ...]:
         pytest.param(("--broker", "builtin"), (), "MQTT broker (built-in) on", id="forced"),
         pytest.param(
             (), _without_mosquitto(), "MQTT broker (built-in, mosquitto not installed) on", id="no-mosquitto",
-            marks=pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root"),
+            marks=pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root, unshare"),
         ),
     ],
 )  # fmt: skip
@@ -184,8 +184,8 @@ def test_without_mosquitto_the_built_in_broker_carries_the_devices_and_the_telem
     terminal = Terminal("demo", *args, "--duration", "10", "--manifests", str(tmp_path / "manifests"),
                         "--mqtt-port", str(ports["mqtt"]), "--ops-port", str(ports["ops"]), prefix=prefix)  # fmt: skip
     try:
-        started = f"{started} 127.0.0.1:{ports['mqtt']}"
-        wait_for(lambda: started in terminal.read(), timeout=30, what="the built-in broker")
+        line = f"{started} 127.0.0.1:{ports['mqtt']}"
+        wait_for(lambda: line in terminal.read(), timeout=30, what="the built-in broker")
         telemetry = Client(ports["mqtt"], mqtt.MQTTv5)
         try:
             telemetry.subscribe(f"{DEFAULT_TOPIC_PREFIX}/#")
