@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import get_name_and_doc
-from asyncua.ua.uaprotocol_auto import CallMethodRequest, CallMethodResult
+from asyncua.ua.uaprotocol_auto import (
+    CallMethodRequest,
+    CallMethodResult,
+    ReadParameters,
+    ReadValueId,
+    TimestampsToReturn,
+)
 from asyncua.ua.uatypes import DataValue, StatusCode, Variant, VariantType
 
 from yurt_iot.runtime.sdk import (
@@ -110,8 +116,7 @@ class OpcUaDriver(Driver):
 
         async def exchange(connection: Connection) -> None:
             if variables:
-                nodes = [point.node_id for point in variables]
-                data = await connection.client.uaclient.read_attributes(nodes, AttributeIds.Value)
+                data = await connection.client.uaclient.read(_value_read(variables))
                 result.requests += 1
                 for point, value in zip(variables, data, strict=True):
                     _decode(target, point, value, result)
@@ -193,6 +198,14 @@ def _decode(device: _Device, point: Variable, data: DataValue, result: ReadResul
         result.values[point.name] = to_raw(None if data.Value is None else data.Value.Value)
     except ValueError as error:
         result.errors[point.name] = device.failure(point, f"{point.node_id.to_string()}: {error}")
+
+
+def _value_read(variables: Sequence[Variable]) -> ReadParameters:
+    """A Read of the variables' values without timestamps: the runtime stamps a poll's readings itself, and the
+    timestamps would cost the server and us an encode and a decode per node (and asyncua's read_attributes would
+    log every poll at INFO)."""
+    nodes = [ReadValueId(NodeId=point.node_id, AttributeId=AttributeIds.Value) for point in variables]
+    return ReadParameters(TimestampsToReturn=TimestampsToReturn.Neither, NodesToRead=nodes)
 
 
 async def _call(device: _Device, connection: Connection, methods: list[Method], result: ReadResult) -> None:
