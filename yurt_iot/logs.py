@@ -11,6 +11,9 @@ from typing import Literal
 LogFormat = Literal["console", "json"]
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_CHATTY = ("asyncua",)
+"""Libraries that log routine traffic at INFO (asyncua: every Read, every subscription publish, whole): WARNING
+and above only, unless the level asked for is DEBUG."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,3 +41,6 @@ def setup_logging(fmt: LogFormat = "console", level: str = "INFO") -> None:
         formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     handler.setFormatter(formatter)
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
