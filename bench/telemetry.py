@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -112,8 +111,10 @@ class Processes:
     def spawn(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         # A session of its own: a Ctrl-C in the terminal reaches this script only, which then stops the rest in
         # order; and SIGTERM to the child should this script die without cleaning up (even by SIGKILL).
+        from yurt_iot.sim.process import die_with_parent
+
         proc: subprocess.Popen[Any] = subprocess.Popen(
-            list(argv), cwd=REPO, start_new_session=True, preexec_fn=_die_with_parent, **kwargs
+            list(argv), cwd=REPO, start_new_session=True, preexec_fn=die_with_parent, **kwargs
         )
         self._procs.append(proc)
         return proc
@@ -137,12 +138,6 @@ class Processes:
     def close(self) -> None:
         for proc in reversed(list(self._procs)):
             self.stop(proc, timeout=5.0)
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: Linux's PR_SET_PDEATHSIG, SIGTERM when the parent exits."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def read_line(proc: subprocess.Popen[Any], timeout: float, what: str) -> str:

@@ -26,7 +26,7 @@ import yaml
 from tests.kube_helpers import kubectl, new_namespace
 from tests.test_demo_broker import Client
 from yurt_iot.api.iot import Device
-from yurt_iot.demo.children import find_mosquitto
+from yurt_iot.demo.children import check_port_free, find_mosquitto
 from yurt_iot.demo.plan import plan
 from yurt_iot.runtime.events import DEFAULT_TOPIC_PREFIX
 from yurt_iot.runtime.publisher import EVENT_ID_PROPERTY
@@ -155,6 +155,36 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert code == 0, screen
     assert "demo stopped" in screen and "WARNING" not in screen and "ERROR" not in screen
     assert not [pid for pid in terminal.descendants if _alive(pid)]
+
+
+@pytest.mark.parametrize(
+    ("sent", "args"),
+    [
+        pytest.param(signal.SIGHUP, (), id="terminal-closed"),
+        # Mosquitto is started off the main thread, where Linux's parent-death signal cannot be tied to the demo.
+        pytest.param(signal.SIGKILL, ("--broker", "builtin"), id="killed"),
+    ],
+)
+def test_a_closed_terminal_or_a_killed_demo_leaves_no_process_and_no_port_behind(
+    tmp_path: Path, sent: signal.Signals, args: tuple[str, ...]
+) -> None:
+    """Else the next `yurt-iot demo` finds 1883, 1502 and 4840 taken by the last one's orphans."""
+    ports = _manifests_on_free_ports(tmp_path / "manifests")
+    terminal = Terminal("demo", *args, "--manifests", str(tmp_path / "manifests"),
+                        "--mqtt-port", str(ports["mqtt"]), "--ops-port", str(ports["ops"]))  # fmt: skip
+    try:
+        wait_for(lambda: len(_rows_with_readings(terminal.read())) == 3, timeout=40, what="readings of 3 devices")
+        assert len(terminal.descendants) >= 4, "a broker and three simulators"
+        terminal.proc.send_signal(sent)
+        code = terminal.wait(timeout=30)
+        wait_for(lambda: not [pid for pid in terminal.descendants if _alive(pid)], timeout=15,
+                 what="every process of the demo to end")  # fmt: skip
+        screen = terminal.read(0)
+    finally:
+        terminal.close()
+    assert code == (-signal.SIGKILL if sent == signal.SIGKILL else 0), screen
+    for name, port in ports.items():
+        check_port_free(port, name)  # as the next demo checks them
 
 
 def _without_mosquitto() -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from yurt_iot.demo.plan import DemoError
+from yurt_iot.sim.process import die_with_parent
 from yurt_iot.testing.ports import LOOPBACK
 
 _READY_TIMEOUT = 30.0
@@ -86,7 +87,7 @@ class Child:
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent,
             )  # fmt: skip
         assert self.proc.stdout is not None
         try:

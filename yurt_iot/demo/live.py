@@ -6,8 +6,9 @@
 
 The broker is Mosquitto when it is installed, else the built-in one (`yurt_iot.demo.broker`), which speaks both
 MQTT versions the demo's clients use: 5 for the gateway's telemetry publisher, 3.1.1 for the MQTT driver and the
-MQTT device simulators. Everything stops on Ctrl-C, SIGTERM or after `duration`: the gateway first, then the
-simulators and the broker.
+MQTT device simulators. Everything stops on Ctrl-C, SIGTERM, SIGHUP (the terminal closed) or after `duration`:
+the gateway first, then the simulators and the broker. Should the demo itself be killed, Linux stops the
+simulators and the built-in broker with it (`die_with_parent`).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def _check_ports(the_plan: Plan, ops_port: int) -> None:
 
 
 async def run_demo(options: DemoOptions, console: Console | None = None) -> None:
-    """Run the demo until Ctrl-C, SIGTERM or `options.duration`; DemoError if it cannot start."""
+    """Run the demo until Ctrl-C, SIGTERM, SIGHUP or `options.duration`; DemoError if it cannot start."""
     console = console or Console()
     logging.basicConfig(
         level="WARNING", format="%(name)s: %(message)s", force=True,
@@ -139,7 +140,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> None
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     with tempfile.TemporaryDirectory(prefix="yurt-iot-demo-") as workdir:
         gateway_options = GatewayOptions(
