@@ -72,6 +72,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -442,6 +443,12 @@ class Subscriber:
         stats: dict[str, Any] = json.loads(read_line(self.proc, 60, "subscriber"))
         return stats
 
+    def peek(self) -> dict[str, Any]:
+        """The figures of the window so far, which stays open."""
+        self._send("peek")
+        stats: dict[str, Any] = json.loads(read_line(self.proc, 60, "subscriber"))
+        return stats
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._send("quit")
@@ -467,7 +474,9 @@ class Gateway:
         phases: str | None = None,
         profile_to: Path | None = None,
         tracemalloc_to: Path | None = None,
+        mqtt_port: int | None = None,
     ) -> None:
+        """`mqtt_port`: where the gateway publishes, if not straight to the broker (bench/outage.py's relay)."""
         self.kind = phases_kind(phases)
         manifests = directory / "manifests.yaml"
         write_manifests(manifests, load, env.devices(load))
@@ -480,7 +489,7 @@ class Gateway:
         with self.log.open("ab") as log:
             self.proc = env.procs.spawn(
                 [sys.executable, *prefix, "gateway", "--manifests", str(manifests), "--mqtt-host", LOOPBACK,
-                 "--mqtt-port", str(env.broker.port), "--spool-dir", str(directory / "spool"),
+                 "--mqtt-port", str(mqtt_port or env.broker.port), "--spool-dir", str(directory / "spool"),
                  "--ops-host", LOOPBACK, "--ops-port", str(self.ops_port)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )  # fmt: skip
@@ -811,8 +820,14 @@ def ramp(
 # the subscriber process
 
 
+def _max_gap(origins: array[int]) -> int:
+    """The longest time (ns) between one device's consecutive events, in the order they were polled."""
+    return max((b - a for a, b in pairwise(sorted(origins))), default=0)
+
+
 def run_subscriber(port: int) -> None:
-    """QoS 1 subscriber; stdin commands: start (open a window), stop (close it, print its figures), quit."""
+    """QoS 1 subscriber; stdin commands: start (open a window), stop (close it, print its figures), peek (print
+    them, the window staying open), quit."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -829,11 +844,13 @@ def run_subscriber(port: int) -> None:
     window: dict[str, Any] = {"on": False}
     latencies = array("q")
     ids: set[str] = set()
+    origins: dict[str, array[int]] = {}  # per device, the origin of each event: gaps show lost events
 
     def reset() -> None:
         window.update(messages=0, readings=0, duplicates=0, start=time.monotonic())
         del latencies[:]
         ids.clear()
+        origins.clear()
 
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         client.subscribe(TOPIC_FILTER, qos=1)
@@ -855,6 +872,8 @@ def run_subscriber(port: int) -> None:
             latencies.extend([received - reading["origin"] for reading in readings])
             if event["id"] in ids:
                 window["duplicates"] += 1
+            else:
+                origins.setdefault(event["deviceName"], array("q")).append(readings[0]["origin"])
             ids.add(event["id"])
 
     # MQTT 3.1.1: the broker strips the MQTT 5 properties, which paho would otherwise decode in pure Python.
@@ -873,12 +892,14 @@ def run_subscriber(port: int) -> None:
                 with lock:
                     reset()
                     window["on"] = True
-            elif command == "stop":
+            elif command in ("stop", "peek"):
                 with lock:
-                    window["on"] = False
+                    window["on"] = window["on"] and command == "peek"
                     seconds = time.monotonic() - window["start"]
                     ordered = sorted(latencies)
                     stats = {k: window[k] for k in ("messages", "readings", "duplicates")}
+                    stats["unique"] = len(ids)
+                    stats["max_gap_ms"] = max((_max_gap(o) for o in origins.values()), default=0) / 1e6
 
                 def percentile(q: float, ordered: list[int] = ordered) -> float:
                     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6 if ordered else math.nan
