@@ -85,6 +85,7 @@ OpsHost = Annotated[str, typer.Option(help="Address of /metrics, /healthz, /read
 OpsPort = Annotated[int, typer.Option(help="Port of /metrics, /healthz, /readyz and the devices API.")]
 LogFormat = Annotated[str, typer.Option(help="console or json.")]
 DEFAULT_TOPIC_PREFIX = "edgex/events/device"
+OPENYURT_FLAGS = "OpenYurt yurt-iot-dock flags"
 DEFAULT_SPOOL_DIR = Path("/var/lib/yurt-iot/spool")
 
 
@@ -163,7 +164,13 @@ def gateway(
 def dock(
     namespace: Annotated[str, typer.Option(help="Namespace of the pool's Device, DeviceService, DeviceProfile CRs.")],
     pool: Annotated[
-        str | None, typer.Option(envvar="YURT_IOT_POOL", help="The NodePool served; default: the node's pool label.")
+        str | None,
+        typer.Option(
+            "--pool",
+            "--nodepool",
+            envvar="YURT_IOT_POOL",
+            help="The NodePool served; default: the pool label of this node (--node), else of this pod's node.",
+        ),
     ] = None,
     node: Annotated[
         str | None,
@@ -176,16 +183,34 @@ def dock(
         bool, typer.Option(help="Drive the devices of native:// DeviceServices with the built-in drivers.")
     ] = True,
     edgex_metadata: Annotated[
-        str | None, typer.Option(help="EdgeX core-metadata URL: keep the pool's CRs and EdgeX in sync.")
+        str | None,
+        typer.Option(
+            "--edgex-metadata",
+            "--core-metadata-address",
+            help="EdgeX core-metadata URL (or HOST:PORT): keep the pool's CRs and EdgeX in sync.",
+        ),
     ] = None,
     edgex_command: Annotated[
-        str | None, typer.Option(help="EdgeX core-command URL, for desired property values of EdgeX devices.")
+        str | None,
+        typer.Option(
+            "--edgex-command",
+            "--core-command-address",
+            help="EdgeX core-command URL (or HOST:PORT), for desired property values of EdgeX devices.",
+        ),
     ] = None,
     edgex_bus_host: Annotated[
         str | None, typer.Option(help="EdgeX message bus (MQTT) host, for instant sync from its system events.")
     ] = None,
     edgex_bus_port: Annotated[int, typer.Option(help="EdgeX message bus port.")] = 1883,
-    resync: Annotated[float, typer.Option(help="Seconds between full comparisons with EdgeX (the backstop).")] = 30.0,
+    resync: Annotated[
+        float | None,
+        typer.Option(
+            "--resync",
+            "--edge-sync-period",
+            help="Seconds between full comparisons with EdgeX, the backstop of the bus (default 30; 5 with --version "
+            "and no bus, as OpenYurt).",
+        ),
+    ] = None,
     leader_elect: Annotated[
         bool, typer.Option(help="Sync with EdgeX only while holding the pool's Lease (for several replicas).")
     ] = False,
@@ -206,28 +231,67 @@ def dock(
     ops_host: OpsHost = "127.0.0.1",
     ops_port: OpsPort = 9464,
     log_format: LogFormat = "console",
+    edgex_version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            help="EdgeX release (minnesota, napa, odessa), as OpenYurt's: EdgeX sync on, at OpenYurt's default "
+            "addresses (edgex-core-metadata:59881, edgex-core-command:59882) unless given.",
+            rich_help_panel=OPENYURT_FLAGS,
+        ),
+    ] = None,
+    core_data_address: Annotated[
+        str | None,
+        typer.Option(help="Accepted and unused, as in OpenYurt.", rich_help_panel=OPENYURT_FLAGS),
+    ] = None,
+    health_probe_bind_address: Annotated[
+        str | None,
+        typer.Option(
+            help="[HOST]:PORT of /healthz and /readyz (and all of the ops endpoints): sets --ops-host and --ops-port.",
+            rich_help_panel=OPENYURT_FLAGS,
+        ),
+    ] = None,
+    metrics_bind_address: Annotated[
+        str | None,
+        typer.Option(help="Accepted: /metrics is served with the probes (--ops-port).", rich_help_panel=OPENYURT_FLAGS),
+    ] = None,
 ) -> None:
     """The per-pool device controller (OpenYurt's yurt-iot-dock): the pool's Device CRs driven natively and/or
-    kept in sync with EdgeX."""
+    kept in sync with EdgeX. OpenYurt's yurt-iot-dock flags are accepted too."""
     import contextlib
 
+    from yurt_iot.iot.dock_flags import edgex_addresses, ops_address
     from yurt_iot.iot.edgex.sync import EdgeXSyncOptions, run_edgex_sync
     from yurt_iot.iot.native import NativeOptions, native_backend
-    from yurt_iot.iot.pool import discover_pool
+    from yurt_iot.iot.pool import discover_pool, discover_pool_of_pod, own_pod
     from yurt_iot.kube import KubeClient
     from yurt_iot.logs import setup_logging
     from yurt_iot.runtime.publisher import MqttSettings
 
-    if not native and edgex_metadata is None:
+    try:
+        edgex = edgex_addresses(edgex_metadata, edgex_command, resync, edgex_version, edgex_bus_host)
+        ops_host, ops_port = ops_address(health_probe_bind_address, metrics_bind_address, ops_host, ops_port)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    if not native and edgex.metadata_url is None:
         raise typer.BadParameter("nothing to do: give --edgex-metadata, or leave --native on")
-    if pool is None and node is None:
-        raise typer.BadParameter("give --pool, or --node (NODE_NAME) whose apps.openyurt.io/nodepool label names it")
+    pod = own_pod() if pool is None and node is None else None
+    if pool is None and node is None and pod is None:
+        raise typer.BadParameter(
+            "give --pool, or --node (NODE_NAME) whose apps.openyurt.io/nodepool label names it (in a pod: its node)"
+        )
     setup_logging("json" if log_format == "json" else "console")
     mqtt = _mqtt_settings(mqtt_host, mqtt_port, mqtt_username, mqtt_password, mqtt_tls, mqtt_ca, qos)
 
     async def main(stop: asyncio.Event) -> None:
         async with KubeClient.from_kubeconfig(kubeconfig) as kube, contextlib.AsyncExitStack() as stack:
-            served = pool or await discover_pool(kube, node or "")
+            if pool is not None:
+                served = pool
+            elif node is not None:
+                served = await discover_pool(kube, node)
+            else:
+                assert pod is not None
+                served = await discover_pool_of_pod(kube, *pod)
             if native:
                 options = NativeOptions(
                     namespace=namespace, mqtt=mqtt, spool_dir=spool_dir, pool=served,
@@ -235,13 +299,13 @@ def dock(
                     ops_host=ops_host, ops_port=ops_port,
                 )  # fmt: skip
                 await stack.enter_async_context(native_backend(options, kube=kube))
-            if edgex_metadata is None:
+            if edgex.metadata_url is None:
                 await stop.wait()
                 return
             bus = None if edgex_bus_host is None else MqttSettings(host=edgex_bus_host, port=edgex_bus_port)
             sync = EdgeXSyncOptions(
-                pool=served, namespace=namespace, metadata_url=edgex_metadata, command_url=edgex_command, bus=bus,
-                resync_period=resync, leader_election=leader_elect, cleanup=cleanup_on_exit,
+                pool=served, namespace=namespace, metadata_url=edgex.metadata_url, command_url=edgex.command_url,
+                bus=bus, resync_period=edgex.resync_period, leader_election=leader_elect, cleanup=cleanup_on_exit,
             )  # fmt: skip
             await run_edgex_sync(kube, sync, stop)
 

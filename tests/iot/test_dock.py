@@ -90,6 +90,55 @@ async def test_one_dock_process_drives_native_devices_and_syncs_edgex_ones(
         log.close()
 
 
+@async_test(timeout=120)
+async def test_openyurts_dock_command_line_runs_unchanged(
+    control_plane: ControlPlane, namespace: str, edgex: EdgeX, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The flags OpenYurt's yurt-iot-dock Deployments pass: EdgeX addresses without a scheme, --version, Go
+    listen addresses for the probes; the device reaches EdgeX and the probe port answers."""
+    probe_port = stable_free_port()
+    argv = [
+        sys.executable, "-m", "yurt_iot.cli", "dock", f"--namespace={namespace}", "--version=napa",
+        f"--nodepool={POOL}", f"--core-metadata-address={edgex.metadata_url.removeprefix('http://')}",
+        f"--core-command-address={edgex.command_url.removeprefix('http://')}", "--core-data-address=core-data:59880",
+        "--edge-sync-period=5", f"--health-probe-bind-address=127.0.0.1:{probe_port}", "--metrics-bind-address=0",
+        "--leader-elect", f"--kubeconfig={control_plane.kubeconfig}", f"--mqtt-port={mosquitto.port}",
+        f"--spool-dir={tmp_path / 'spool'}",
+    ]  # fmt: skip
+    log = (tmp_path / "dock.log").open("w")
+    process = await asyncio.to_thread(subprocess.Popen, argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        async with CoreMetadataClient(edgex.metadata_url) as metadata, httpx.AsyncClient() as http:
+            docs = [service_cr("modbus-svc"), profile_cr("thermostat"), device_cr("t-9", "modbus-svc", "thermostat")]
+            await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=docs)
+
+            async def in_edgex() -> bool:
+                return await edgex_object(metadata, "Device", "t-9") is not None
+
+            async def probed() -> bool:
+                try:
+                    return (await http.get(f"http://127.0.0.1:{probe_port}/healthz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await async_wait_for(in_edgex, within=WITHIN, what="the device created in core-metadata")
+            await async_wait_for(probed, within=WITHIN, what="/healthz on the --health-probe-bind-address")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, WITHIN) == 0, (tmp_path / "dock.log").read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_an_unknown_edgex_release_is_refused_by_flag(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "yurt_iot.cli", "dock", "--namespace=iot", "--nodepool=p", "--version=jakarta",
+            f"--spool-dir={tmp_path}"]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--version: unknown EdgeX release 'jakarta'" in result.stderr
+
+
 def test_dock_needs_a_pool_or_a_node(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("NODE_NAME", "YURT_IOT_POOL")}
     argv = [sys.executable, "-m", "yurt_iot.cli", "dock", "--namespace", "default", "--spool-dir", str(tmp_path)]

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from pathlib import Path
 
 import pytest
 
 from yurt_iot.api.iot import Device
-from yurt_iot.iot.pool import NODEPOOL_LABEL, NODES, POOL_INDEX, PoolNotFound, PoolScope, discover_pool
+from yurt_iot.iot.pool import (
+    NODEPOOL_LABEL,
+    NODES,
+    PODS,
+    POOL_INDEX,
+    PoolNotFound,
+    PoolScope,
+    discover_pool,
+    discover_pool_of_pod,
+    own_pod,
+)
 from yurt_iot.kube import Informer, KubeClient
 from yurt_iot.testing.controlplane import ControlPlane
 from yurt_iot.testing.waiting import async_test
@@ -50,6 +61,32 @@ async def test_the_pool_is_read_from_the_node_label(control_plane: ControlPlane)
             await discover_pool(kube, bare)
         with pytest.raises(PoolNotFound, match="does not exist"):
             await discover_pool(kube, "no-such-node")
+
+
+@async_test(timeout=30)
+async def test_without_a_pool_or_node_the_pool_is_that_of_its_own_pods_node(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As OpenYurt's dock finds it in a PlatformAdmin's Deployment, which gives it neither: its pod (hostname and
+    service account namespace), that pod's node, the node's pool label."""
+    (tmp_path / "namespace").write_text(namespace + "\n")
+    monkeypatch.setenv("HOSTNAME", "dock-7f9c")
+    assert own_pod(tmp_path / "namespace") == ("dock-7f9c", namespace)
+    assert own_pod(tmp_path / "absent") is None  # not in a pod
+
+    async with KubeClient.from_kubeconfig(control_plane.kubeconfig) as kube:
+        node = f"edge-{secrets.token_hex(3)}"
+        await kube.resource(NODES).create({"metadata": {"name": node, "labels": {NODEPOOL_LABEL: "hangzhou"}}})
+        pods = kube.resource(PODS, namespace)
+        container = {"name": "dock", "image": "yurt-iot:0.1.0"}
+        await pods.create({"metadata": {"name": "dock-7f9c"}, "spec": {"nodeName": node, "containers": [container]}})
+        await pods.create({"metadata": {"name": "pending"}, "spec": {"containers": [container]}})
+
+        assert await discover_pool_of_pod(kube, "dock-7f9c", namespace) == "hangzhou"
+        with pytest.raises(PoolNotFound, match="not scheduled"):
+            await discover_pool_of_pod(kube, "pending", namespace)
+        with pytest.raises(PoolNotFound, match=f"{namespace}/gone does not exist"):
+            await discover_pool_of_pod(kube, "gone", namespace)
 
 
 @async_test(timeout=30)

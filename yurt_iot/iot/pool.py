@@ -1,7 +1,8 @@
 """Which IoT objects one device controller instance owns: those of its NodePool in its namespace.
 
 As in OpenYurt's yurt-iot-dock, one controller serves one NodePool (named by a flag, or found from the
-`apps.openyurt.io/nodepool` label of the node it runs on) in one namespace, and touches only the Device,
+`apps.openyurt.io/nodepool` label of the node it runs on: named by NODE_NAME, or the node of its own pod, as
+OpenYurt finds it) in one namespace, and touches only the Device,
 DeviceService and DeviceProfile CRs whose `spec.nodePool` is that pool. The EdgeX backend and the native
 backend share this scope, so the two can never fight over an object.
 
@@ -12,8 +13,11 @@ backend share this scope, so the two can never fight over an object.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from yurt_iot.api.apps import NODEPOOL_LABEL
@@ -31,10 +35,17 @@ __all__ = [
     "PoolNotFound",
     "PoolScope",
     "discover_pool",
+    "discover_pool_of_pod",
+    "own_pod",
 ]
 
 NODES = ResourceType("", "v1", "Node", "nodes", scope="Cluster")
 """Core v1 Nodes (cluster-scoped), read to find the pool a controller runs in."""
+
+PODS = ResourceType("", "v1", "Pod", "pods")
+"""Core v1 Pods: a controller started without a pool or node name reads its own to find its node."""
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 IOT_KINDS: tuple[type[Device] | type[DeviceService] | type[DeviceProfile], ...] = (
     DeviceService,
@@ -95,3 +106,30 @@ async def discover_pool(client: KubeClient, node_name: str) -> str:
     if not pool:
         raise PoolNotFound(f"node {node_name!r} has no {NODEPOOL_LABEL} label: it belongs to no NodePool")
     return str(pool)
+
+
+async def discover_pool_of_pod(client: KubeClient, pod_name: str, namespace: str) -> str:
+    """The NodePool of the node that pod `namespace/pod_name` runs on: how OpenYurt's yurt-iot-dock finds its
+    pool when neither the pool nor the node is given (its own pod; see `own_pod`).
+
+    Raises PoolNotFound naming the pod when it does not exist or is not scheduled, or as `discover_pool`.
+    """
+    try:
+        pod = await client.resource(PODS, namespace).get(pod_name)
+    except NotFound:
+        raise PoolNotFound(f"pod {namespace}/{pod_name} does not exist, so its node cannot be read") from None
+    node = (pod.get("spec") or {}).get("nodeName")
+    if not node:
+        raise PoolNotFound(f"pod {namespace}/{pod_name} is not scheduled to a node yet")
+    return await discover_pool(client, str(node))
+
+
+def own_pod(namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE) -> tuple[str, str] | None:
+    """(name, namespace) of the pod this process runs in, None outside one: its hostname (a pod's name unless
+    the pod sets another) and its service account's namespace file."""
+    try:
+        namespace = namespace_file.read_text().strip()
+    except OSError:
+        return None
+    name = os.environ.get("HOSTNAME") or socket.gethostname()
+    return (name, namespace) if name and namespace else None
