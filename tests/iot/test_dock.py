@@ -4,10 +4,12 @@ native devices and keeps its EdgeX devices in sync, against the real API server,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,52 +44,60 @@ def status(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
     return dict(obj.get("status") or {})
 
 
+@contextlib.asynccontextmanager
+async def running(argv: list[str], log_path: Path) -> AsyncIterator[None]:
+    """The dock as a process for the block; after it, SIGTERM must stop the dock cleanly (exit 0)."""
+    with log_path.open("w") as log:
+        process = await asyncio.to_thread(
+            subprocess.Popen, argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        try:
+            yield
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(process.wait, WITHIN)
+            assert code == 0, (await asyncio.to_thread(log_path.read_text))[-3000:]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+async def answers(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient() as http:
+            return (await http.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def in_edgex(metadata: CoreMetadataClient, device: str) -> bool:
+    return await edgex_object(metadata, "Device", device) is not None
+
+
 @async_test(timeout=120)
 async def test_one_dock_process_drives_native_devices_and_syncs_edgex_ones(
     control_plane: ControlPlane, namespace: str, edgex: EdgeX, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     ops_port = stable_free_port()
-    log = (tmp_path / "dock.log").open("w")
     argv = dock(control_plane, namespace, edgex, mosquitto, tmp_path / "spool", ops_port)
-    process = await asyncio.to_thread(
-        subprocess.Popen, argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
-    try:
-        async with ModbusSimulator(update_period=None) as sim, CoreMetadataClient(edgex.metadata_url) as metadata:
-            native_docs = [native.service(), native.profile(), native.device("tank-1", sim)]
-            edgex_docs = [
-                service_cr("modbus-svc"),
-                profile_cr("thermostat"),
-                device_cr("t-1", "modbus-svc", "thermostat"),
-            ]
-            await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=native_docs + edgex_docs)
+    async with (
+        running(argv, tmp_path / "dock.log"),
+        ModbusSimulator(update_period=None) as sim,
+        CoreMetadataClient(edgex.metadata_url) as metadata,
+    ):
+        native_docs = [native.service(), native.profile(), native.device("tank-1", sim)]
+        edgex_docs = [service_cr("modbus-svc"), profile_cr("thermostat"), device_cr("t-1", "modbus-svc", "thermostat")]
+        await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=native_docs + edgex_docs)
 
-            async def ready() -> bool:
-                try:
-                    async with httpx.AsyncClient() as http:
-                        return (await http.get(f"http://127.0.0.1:{ops_port}/readyz")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            await async_wait_for(ready, within=WITHIN, what="/readyz of the dock")
-            await async_wait_for(
-                lambda: status(control_plane, namespace, "tank-1").get("operatingState") == "UP",
-                within=WITHIN, what="the native device UP in its status",
-            )  # fmt: skip
-
-            async def in_edgex() -> bool:
-                return await edgex_object(metadata, "Device", "t-1") is not None
-
-            await async_wait_for(in_edgex, within=WITHIN, what="the EdgeX device created in core-metadata")
-            assert await edgex_object(metadata, "DeviceService", "native") is None  # native services stay ours
-
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, WITHIN) == 0, (tmp_path / "dock.log").read_text()[-3000:]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
+        await async_wait_for(lambda: answers(f"http://127.0.0.1:{ops_port}/readyz"), within=WITHIN,
+                             what="/readyz of the dock")  # fmt: skip
+        await async_wait_for(
+            lambda: status(control_plane, namespace, "tank-1").get("operatingState") == "UP",
+            within=WITHIN, what="the native device UP in its status",
+        )  # fmt: skip
+        await async_wait_for(lambda: in_edgex(metadata, "t-1"), within=WITHIN,
+                             what="the EdgeX device created in core-metadata")  # fmt: skip
+        assert await edgex_object(metadata, "DeviceService", "native") is None  # native services stay ours
 
 
 @async_test(timeout=120)
@@ -105,31 +115,13 @@ async def test_openyurts_dock_command_line_runs_unchanged(
         "--leader-elect", f"--kubeconfig={control_plane.kubeconfig}", f"--mqtt-port={mosquitto.port}",
         f"--spool-dir={tmp_path / 'spool'}",
     ]  # fmt: skip
-    log = (tmp_path / "dock.log").open("w")
-    process = await asyncio.to_thread(subprocess.Popen, argv, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        async with CoreMetadataClient(edgex.metadata_url) as metadata, httpx.AsyncClient() as http:
-            docs = [service_cr("modbus-svc"), profile_cr("thermostat"), device_cr("t-9", "modbus-svc", "thermostat")]
-            await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=docs)
-
-            async def in_edgex() -> bool:
-                return await edgex_object(metadata, "Device", "t-9") is not None
-
-            async def probed() -> bool:
-                try:
-                    return (await http.get(f"http://127.0.0.1:{probe_port}/healthz")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            await async_wait_for(in_edgex, within=WITHIN, what="the device created in core-metadata")
-            await async_wait_for(probed, within=WITHIN, what="/healthz on the --health-probe-bind-address")
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, WITHIN) == 0, (tmp_path / "dock.log").read_text()[-3000:]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
+    async with running(argv, tmp_path / "dock.log"), CoreMetadataClient(edgex.metadata_url) as metadata:
+        docs = [service_cr("modbus-svc"), profile_cr("thermostat"), device_cr("t-9", "modbus-svc", "thermostat")]
+        await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=docs)
+        await async_wait_for(lambda: in_edgex(metadata, "t-9"), within=WITHIN,
+                             what="the device created in core-metadata")  # fmt: skip
+        await async_wait_for(lambda: answers(f"http://127.0.0.1:{probe_port}/healthz"), within=WITHIN,
+                             what="/healthz on the --health-probe-bind-address")  # fmt: skip
 
 
 def test_an_unknown_edgex_release_is_refused_by_flag(tmp_path: Path) -> None:
