@@ -264,8 +264,9 @@ def dock(
     from yurt_iot.iot.edgex.sync import EdgeXSyncOptions, run_edgex_sync
     from yurt_iot.iot.native import NativeOptions, native_backend
     from yurt_iot.iot.pool import discover_pool, discover_pool_of_pod, own_pod
-    from yurt_iot.kube import KubeClient
+    from yurt_iot.kube import KubeClient, KubeMetrics
     from yurt_iot.logs import setup_logging
+    from yurt_iot.ops import OpsServer
     from yurt_iot.runtime.publisher import MqttSettings
 
     try:
@@ -298,7 +299,12 @@ def dock(
                     spool_max_bytes=spool_max_mb << 20, overflow=overflow, topic_prefix=topic_prefix,
                     ops_host=ops_host, ops_port=ops_port,
                 )  # fmt: skip
-                await stack.enter_async_context(native_backend(options, kube=kube))
+                kube_metrics = (await stack.enter_async_context(native_backend(options, kube=kube))).kube_metrics
+            else:  # the EdgeX sync alone: the ops endpoints are its own
+                kube_metrics = KubeMetrics()
+                ops = OpsServer(kube_metrics.registry, host=ops_host, port=ops_port)
+                await ops.start()
+                stack.push_async_callback(ops.close)
             if edgex.metadata_url is None:
                 await stop.wait()
                 return
@@ -307,7 +313,7 @@ def dock(
                 pool=served, namespace=namespace, metadata_url=edgex.metadata_url, command_url=edgex.command_url,
                 bus=bus, resync_period=edgex.resync_period, leader_election=leader_elect, cleanup=cleanup_on_exit,
             )  # fmt: skip
-            await run_edgex_sync(kube, sync, stop)
+            await run_edgex_sync(kube, sync, stop, metrics=kube_metrics)
 
     _run_until_signalled(main)
 

@@ -122,6 +122,37 @@ async def test_openyurts_dock_command_line_runs_unchanged(
                              what="the device created in core-metadata")  # fmt: skip
         await async_wait_for(lambda: answers(f"http://127.0.0.1:{probe_port}/healthz"), within=WITHIN,
                              what="/healthz on the --health-probe-bind-address")  # fmt: skip
+        metrics = f"http://127.0.0.1:{probe_port}/metrics"
+        await async_wait_for(lambda: edgex_series_in(metrics, namespace), within=WITHIN,
+                             what="the EdgeX sync's series beside the native backend's in /metrics")  # fmt: skip
+
+
+async def edgex_series_in(url: str, namespace: str) -> bool:
+    """Whether /metrics counts the EdgeX device controller's reconciles and this process's hold of the Lease."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(url)).text
+    return (
+        'yurt_iot_reconciles_total{controller="edgex-device",result="success"}' in text
+        and f'yurt_iot_leader{{lease="{namespace}/yurt-iot-edgex-{POOL}"}} 1.0' in text
+    )
+
+
+@async_test(timeout=120)
+async def test_an_edgex_only_dock_serves_its_own_probes_and_metrics(
+    control_plane: ControlPlane, namespace: str, edgex: EdgeX, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    ops_port = stable_free_port()
+    argv = [*dock(control_plane, namespace, edgex, mosquitto, tmp_path / "spool", ops_port), "--no-native",
+            "--leader-elect"]  # fmt: skip
+    async with running(argv, tmp_path / "dock.log"), CoreMetadataClient(edgex.metadata_url) as metadata:
+        docs = [service_cr("modbus-svc"), profile_cr("thermostat"), device_cr("t-5", "modbus-svc", "thermostat")]
+        await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", docs=docs)
+        await async_wait_for(lambda: in_edgex(metadata, "t-5"), within=WITHIN,
+                             what="the device created in core-metadata")  # fmt: skip
+        assert await answers(f"http://127.0.0.1:{ops_port}/readyz")
+        metrics = f"http://127.0.0.1:{ops_port}/metrics"
+        await async_wait_for(lambda: edgex_series_in(metrics, namespace), within=WITHIN,
+                             what="the EdgeX sync's series in /metrics")  # fmt: skip
 
 
 def test_an_unknown_edgex_release_is_refused_by_flag(tmp_path: Path) -> None:

@@ -236,14 +236,17 @@ async def remove_edge_discovered(kube: KubeClient, scope: PoolScope, kinds: Iter
     return removed
 
 
-async def run_edgex_sync(kube: KubeClient, options: EdgeXSyncOptions, stop: asyncio.Event) -> None:
+async def run_edgex_sync(
+    kube: KubeClient, options: EdgeXSyncOptions, stop: asyncio.Event, *, metrics: KubeMetrics | None = None
+) -> None:
     """Keep the pool's Device, DeviceService and DeviceProfile CRs and EdgeX in sync until `stop` is set
-    (with `leader_election`, only while this process holds the pool's Lease)."""
-    sync = EdgeXSync(kube, options)
+    (with `leader_election`, only while this process holds the pool's Lease). `metrics`: where its work queues,
+    reconciles and Lease are counted."""
+    sync = EdgeXSync(kube, options, metrics=metrics)
     if not options.leader_election:
         await sync.run(stop)
         return
-    elector = LeaderElector(kube, f"yurt-iot-edgex-{options.pool}", options.namespace)
+    elector = LeaderElector(kube, f"yurt-iot-edgex-{options.pool}", options.namespace, metrics=metrics)
     lead = asyncio.create_task(elector.run(lambda: sync.run(stop)))
     stopped = asyncio.create_task(stop.wait())
     try:

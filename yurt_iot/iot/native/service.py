@@ -57,10 +57,12 @@ class NativeOptions:
 
 @dataclass(frozen=True)
 class RunningNative:
-    """A started native backend: its controller (and through it the runtime's Gateway) and its ops port."""
+    """A started native backend: its controller (and through it the runtime's Gateway), its ops port, and the
+    controller-core series of its /metrics, which other controllers of the process can add to."""
 
     controller: NativeController
     ops_port: int
+    kube_metrics: KubeMetrics
 
 
 @contextlib.asynccontextmanager
@@ -75,6 +77,7 @@ async def native_backend(options: NativeOptions, *, kube: KubeClient | None = No
             kube = await stack.enter_async_context(KubeClient.from_kubeconfig(options.kubeconfig))
         pool = options.pool or await discover_pool(kube, options.node_name or "")
         metrics = RuntimeMetrics()
+        kube_metrics = KubeMetrics(metrics.registry)
         sink = await stack.enter_async_context(
             delivery(
                 options.spool_dir, options.mqtt, metrics.registry,
@@ -87,7 +90,7 @@ async def native_backend(options: NativeOptions, *, kube: KubeClient | None = No
             sink,
             settings=options.settings,
             runtime_metrics=metrics,
-            kube_metrics=KubeMetrics(metrics.registry),
+            kube_metrics=kube_metrics,
             topic_prefix=options.topic_prefix,
             driver_timeout=options.driver_timeout,
         )
@@ -102,7 +105,7 @@ async def native_backend(options: NativeOptions, *, kube: KubeClient | None = No
         controlling = asyncio.create_task(controller.run(), name="native controller")
         try:
             logger.info("native backend of pool %s in %s, ops on %s:%d", pool, options.namespace, ops.host, ops.port)
-            yield RunningNative(controller, ops.port)
+            yield RunningNative(controller, ops.port, kube_metrics)
         finally:
             await cancel_and_wait(controlling)  # stops every device and closes the drivers, before delivery stops
             await ops.close()
