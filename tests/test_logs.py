@@ -46,3 +46,8 @@ def test_asyncua_routine_traffic_is_left_out_but_its_warnings_are_kept() -> None
 
 def test_at_debug_everything_is_logged() -> None:
     assert any("Publish callback" in line for line in _logged("console", "DEBUG"))
+
+
+def test_a_higher_level_leaves_info_out() -> None:
+    [line] = _logged("console", "warning")
+    assert "WARNING" in line and "connection lost" in line

@@ -84,6 +84,16 @@ Overflow = Annotated[OverflowPolicy, typer.Option(help="What a full queue does w
 OpsHost = Annotated[str, typer.Option(help="Address of /metrics, /healthz, /readyz and the devices API.")]
 OpsPort = Annotated[int, typer.Option(help="Port of /metrics, /healthz, /readyz and the devices API.")]
 LogFormat = Annotated[str, typer.Option(help="console or json.")]
+
+
+class Level(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LogLevel = Annotated[Level, typer.Option(help="Least severe messages logged; debug also lets asyncua's traffic in.")]
 DEFAULT_TOPIC_PREFIX = "edgex/events/device"
 OPENYURT_FLAGS = "OpenYurt yurt-iot-dock flags"
 DEFAULT_SPOOL_DIR = Path("/var/lib/yurt-iot/spool")
@@ -132,6 +142,7 @@ def gateway(
     ops_host: OpsHost = "127.0.0.1",
     ops_port: OpsPort = 9464,
     log_format: LogFormat = "console",
+    log_level: LogLevel = Level.info,
     reload: Annotated[
         bool, typer.Option(help="Apply edits of the manifest files live (only the devices they change restart).")
     ] = True,
@@ -141,7 +152,7 @@ def gateway(
     from yurt_iot.runtime.manifests import ManifestError
     from yurt_iot.runtime.service import GatewayOptions, run_gateway
 
-    setup_logging("json" if log_format == "json" else "console")
+    setup_logging("json" if log_format == "json" else "console", log_level.value)
     options = GatewayOptions(
         manifests=tuple(manifests),
         mqtt=_mqtt_settings(mqtt_host, mqtt_port, mqtt_username, mqtt_password, mqtt_tls, mqtt_ca, qos),
@@ -231,6 +242,7 @@ def dock(
     ops_host: OpsHost = "127.0.0.1",
     ops_port: OpsPort = 9464,
     log_format: LogFormat = "console",
+    log_level: LogLevel = Level.info,
     edgex_version: Annotated[
         str | None,
         typer.Option(
@@ -281,7 +293,7 @@ def dock(
         raise typer.BadParameter(
             "give --pool, or --node (NODE_NAME) whose apps.openyurt.io/nodepool label names it (in a pod: its node)"
         )
-    setup_logging("json" if log_format == "json" else "console")
+    setup_logging("json" if log_format == "json" else "console", log_level.value)
     mqtt = _mqtt_settings(mqtt_host, mqtt_port, mqtt_username, mqtt_password, mqtt_tls, mqtt_ca, qos)
 
     async def main(stop: asyncio.Event) -> None:
