@@ -255,8 +255,7 @@ class Environment:
 
     @property
     def broker_pid(self) -> int | None:
-        proc = getattr(self.broker, "_proc", None)
-        return proc.pid if proc is not None else None
+        return self.broker.pid
 
     @property
     def sim_pids(self) -> list[int]:

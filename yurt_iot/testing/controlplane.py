@@ -23,20 +23,20 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import yaml
 
 from yurt_iot.testing.ports import LOOPBACK, free_ports
+from yurt_iot.testing.process import LoggedProcess
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -64,24 +64,6 @@ class TokenUser:
     token: str
     groups: Sequence[str] = ()
     uid: str = ""
-
-
-@dataclass
-class _Process:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes]
-    started: float = field(default_factory=time.monotonic)
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    """Last `lines` lines of a log file, for error messages (never raises)."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _tmp_root() -> str | None:
@@ -165,8 +147,8 @@ class ControlPlane:
             self.users[user.name] = user
 
         self._dir: Path | None = None
-        self._etcd: _Process | None = None
-        self._apiserver: _Process | None = None
+        self._etcd: LoggedProcess | None = None
+        self._apiserver: LoggedProcess | None = None
         self.etcd_port = 0
         self.etcd_peer_port = 0
         self.port = 0
@@ -210,7 +192,7 @@ class ControlPlane:
 
     @property
     def running(self) -> bool:
-        return all(p is not None and p.popen.poll() is None for p in (self._etcd, self._apiserver))
+        return all(p is not None and p.running for p in (self._etcd, self._apiserver))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -267,7 +249,7 @@ class ControlPlane:
         """
         for proc in (self._apiserver, self._etcd):
             if proc is not None:
-                self._terminate(proc, timeout)
+                proc.stop(timeout)
         self._apiserver = self._etcd = None
         if self._dir is not None:
             if not self.keep_files:
@@ -275,38 +257,10 @@ class ControlPlane:
             self._dir = None
         atexit.unregister(self.stop)
 
-    @staticmethod
-    def _terminate(proc: _Process, timeout: float) -> None:
-        try:
-            if proc.popen.poll() is None:
-                proc.popen.send_signal(signal.SIGTERM)
-                try:
-                    proc.popen.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.popen.kill()
-                    proc.popen.wait(timeout)
-        finally:
-            proc.log_file.close()
-
     # ------------------------------------------------------------------ process plumbing
 
-    def _spawn(self, name: str, log_path: Path, args: list[str]) -> _Process:
-        log_file = log_path.open("ab")
-        log_file.write(f"$ {' '.join(args)}\n".encode())
-        log_file.flush()
-        try:
-            popen = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=self.dir,
-                env=self._child_env(),
-            )
-        except OSError:
-            log_file.close()
-            raise
-        return _Process(name, popen, log_path, log_file)
+    def _spawn(self, name: str, log_path: Path, args: list[str]) -> LoggedProcess:
+        return LoggedProcess.spawn(name, args, log_path, cwd=self.dir, env=self._child_env())
 
     def _child_env(self) -> dict[str, str]:
         """Environment for child processes: no proxy may ever see loopback traffic."""
@@ -315,7 +269,7 @@ class ControlPlane:
         env["NO_PROXY"] = env["no_proxy"] = no_proxy
         return env
 
-    def _wait_healthy(self, proc: _Process, probe: Callable[[], str | None], *, deadline: float) -> None:
+    def _wait_healthy(self, proc: LoggedProcess, probe: Callable[[], str | None], *, deadline: float) -> None:
         """Poll `probe()` (returns None when healthy, else a reason) until `deadline`.
 
         Fails fast, with the tail of the process log, if the process exits.
@@ -325,8 +279,7 @@ class ControlPlane:
             code = proc.popen.poll()
             if code is not None:
                 raise ControlPlaneError(
-                    f"{proc.name} exited with code {code} during start-up; last lines of its log:\n"
-                    f"{_tail(proc.log_path)}"
+                    f"{proc.name} exited with code {code} during start-up; last lines of its log:\n{proc.tail(60)}"
                 )
             reason = probe()
             if reason is None:
@@ -335,7 +288,7 @@ class ControlPlane:
             if time.monotonic() >= deadline:
                 raise ControlPlaneError(
                     f"{proc.name} not healthy after {self.startup_timeout:.0f} s ({reason}); "
-                    f"last lines of its log:\n{_tail(proc.log_path)}"
+                    f"last lines of its log:\n{proc.tail(60)}"
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.2)

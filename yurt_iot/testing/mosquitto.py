@@ -24,17 +24,16 @@ import hashlib
 import ipaddress
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
 
 from yurt_iot.testing.ports import LOOPBACK, stable_free_port
+from yurt_iot.testing.process import LoggedProcess, log_tail
 
 __all__ = ["DEFAULT_MOSQUITTO", "Mosquitto", "MosquittoError"]
 
@@ -81,8 +80,7 @@ class Mosquitto:
         #: User name -> password; when non-empty, anonymous clients are refused.
         self.users: dict[str, str] = dict(users or {})
         self._dir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
+        self._proc: LoggedProcess | None = None
         #: Seconds the last start took until the port accepted a TCP connection.
         self.startup_seconds = 0.0
 
@@ -111,7 +109,12 @@ class Mosquitto:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and self._proc.running
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (for its CPU and memory in benchmarks)."""
+        return self._proc.popen.pid if self._proc is not None else None
 
     def __enter__(self) -> Self:
         self.start()
@@ -166,28 +169,16 @@ class Mosquitto:
             raise MosquittoError(f"mosquitto already running on {self.host}:{self.port}")
         config = self.dir / "mosquitto.conf"
         config.write_text(self._config())
-        log_file = self.log_path.open("ab")
-        log_file.write(f"--- starting {self.binary} -c {config}\n".encode())
-        log_file.flush()
-        started = time.monotonic()
-        try:
-            self._proc = subprocess.Popen(
-                [str(self.binary), "-c", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=self.dir,
-            )
-        except OSError:
-            log_file.close()
-            raise
-        self._log_file = log_file
+        self._proc = LoggedProcess.spawn(
+            "mosquitto", [str(self.binary), "-c", str(config)], self.log_path, cwd=self.dir
+        )
+        started = self._proc.started
         deadline = started + self.startup_timeout
         waiting = [self.port] if self.tls_port is None else [self.port, self.tls_port]
         while waiting:
-            code = self._proc.poll()
+            code = self._proc.popen.poll()
             if code is not None:
-                self._reap()
+                self.stop()
                 raise MosquittoError(
                     f"mosquitto exited with code {code} during start-up on {self.host}:{self.port}:\n{self.log_tail()}"
                 )
@@ -208,23 +199,9 @@ class Mosquitto:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker (SIGTERM, SIGKILL after `timeout`); the port and temp dir are kept."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        self._reap()
-
-    def _reap(self) -> None:
         if self._proc is not None:
-            self._proc.wait()
+            self._proc.stop(timeout)
             self._proc = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
 
     def restart(self, timeout: float = 10.0) -> None:
         """Stop and start again on the same port."""
@@ -245,13 +222,7 @@ class Mosquitto:
 
     def log_tail(self, lines: int = 40) -> str:
         """Last lines of the broker's log (for error messages); empty once :meth:`close` removed it."""
-        if self._dir is None:
-            return ""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"<cannot read {self.log_path}: {exc}>"
-        return "\n".join(text.splitlines()[-lines:])
+        return "" if self._dir is None else log_tail(self.log_path, lines)
 
 
 def _other_stable_port(taken: int) -> int:

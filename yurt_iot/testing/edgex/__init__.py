@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
 
 import httpx
 
 from yurt_iot.testing.mosquitto import Mosquitto
 from yurt_iot.testing.ports import LOOPBACK, free_ports
+from yurt_iot.testing.process import LoggedProcess, log_tail
 
 __all__ = ["EdgeX", "EdgeXStartError"]
 
@@ -49,8 +48,7 @@ class EdgeX:
         self.startup_timeout = startup_timeout
         self.host = LOOPBACK
         self.metadata_port, self.command_port = free_ports(2, LOOPBACK)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._proc: LoggedProcess | None = None
         fd, log_path = tempfile.mkstemp(prefix="yurt-iot-edgex-", suffix=".log")
         os.close(fd)
         self._log_path = Path(log_path)
@@ -68,7 +66,7 @@ class EdgeX:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and self._proc.running
 
     def __enter__(self) -> Self:
         self.start()
@@ -91,14 +89,13 @@ class EdgeX:
         ]  # fmt: skip
         if self.bus is not None:
             command += ["--bus", f"{self.bus.host}:{self.bus.port}"]
-        self._log = self._log_path.open("ab")
-        started = time.monotonic()
-        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self._proc = LoggedProcess.spawn("EdgeX", command, self._log_path)
+        started = self._proc.started
         deadline = started + self.startup_timeout
         with httpx.Client(timeout=1.0) as http:
             for url in (self.metadata_url, self.command_url):
                 while not _answers_ping(http, url):
-                    if self._proc.poll() is not None or time.monotonic() >= deadline:
+                    if not self._proc.running or time.monotonic() >= deadline:
                         self.stop()
                         raise EdgeXStartError(f"EdgeX did not answer {url}/api/v3/ping:\n{self.log_tail()}")
                     time.sleep(0.02)
@@ -106,18 +103,9 @@ class EdgeX:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the services (SIGTERM, SIGKILL after `timeout`); everything they stored is gone."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if self._proc is not None:
+            self._proc.stop(timeout)
+            self._proc = None
 
     def close(self) -> None:
         """Stop and remove the log."""
@@ -126,10 +114,7 @@ class EdgeX:
         atexit.unregister(self.close)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as exc:
-            return f"<cannot read {self._log_path}: {exc}>"
+        return log_tail(self._log_path, lines)
 
 
 def _answers_ping(http: httpx.Client, url: str) -> bool:
