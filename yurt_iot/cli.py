@@ -275,7 +275,7 @@ def dock(
     from yurt_iot.iot.dock_flags import edgex_addresses, ops_address
     from yurt_iot.iot.edgex.sync import EdgeXSyncOptions, run_edgex_sync
     from yurt_iot.iot.native import NativeOptions, native_backend
-    from yurt_iot.iot.pool import discover_pool, discover_pool_of_pod, own_pod
+    from yurt_iot.iot.pool import own_pod, served_pool
     from yurt_iot.kube import KubeClient, KubeMetrics
     from yurt_iot.logs import setup_logging
     from yurt_iot.ops import OpsServer
@@ -298,13 +298,7 @@ def dock(
 
     async def main(stop: asyncio.Event) -> None:
         async with KubeClient.from_kubeconfig(kubeconfig) as kube, contextlib.AsyncExitStack() as stack:
-            if pool is not None:
-                served = pool
-            elif node is not None:
-                served = await discover_pool(kube, node)
-            else:
-                assert pod is not None
-                served = await discover_pool_of_pod(kube, *pod)
+            served = await served_pool(kube, pool, node, pod)
             if native:
                 options = NativeOptions(
                     namespace=namespace, mqtt=mqtt, spool_dir=spool_dir, pool=served,

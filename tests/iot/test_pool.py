@@ -19,6 +19,7 @@ from yurt_iot.iot.pool import (
     discover_pool,
     discover_pool_of_pod,
     own_pod,
+    served_pool,
 )
 from yurt_iot.kube import Informer, KubeClient
 from yurt_iot.testing.controlplane import ControlPlane
@@ -83,6 +84,8 @@ async def test_without_a_pool_or_node_the_pool_is_that_of_its_own_pods_node(
         await pods.create({"metadata": {"name": "pending"}, "spec": {"containers": [container]}})
 
         assert await discover_pool_of_pod(kube, "dock-7f9c", namespace) == "hangzhou"
+        assert await served_pool(kube, None, None, ("dock-7f9c", namespace)) == "hangzhou"
+        assert await served_pool(kube, "beijing", node, ("dock-7f9c", namespace)) == "beijing"  # a flag wins
         with pytest.raises(PoolNotFound, match="not scheduled"):
             await discover_pool_of_pod(kube, "pending", namespace)
         with pytest.raises(PoolNotFound, match=f"{namespace}/gone does not exist"):

@@ -37,6 +37,7 @@ __all__ = [
     "discover_pool",
     "discover_pool_of_pod",
     "own_pod",
+    "served_pool",
 ]
 
 NODES = ResourceType("", "v1", "Node", "nodes", scope="Cluster")
@@ -133,3 +134,15 @@ def own_pod(namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE) -> tuple[str, str]
         return None
     name = os.environ.get("HOSTNAME") or socket.gethostname()
     return (name, namespace) if name and namespace else None
+
+
+async def served_pool(
+    client: KubeClient, pool: str | None, node: str | None, pod: tuple[str, str] | None = None
+) -> str:
+    """The pool a controller serves: `pool` if named, else that of `node`, else that of the node of `pod`
+    (name, namespace; see `own_pod`). PoolNotFound when none is given or the lookup fails."""
+    if pool:
+        return pool
+    if node or pod is None:
+        return await discover_pool(client, node or "")
+    return await discover_pool_of_pod(client, *pod)

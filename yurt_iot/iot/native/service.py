@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from yurt_iot.iot.native.controller import NativeController, NativeSettings
-from yurt_iot.iot.pool import PoolScope, discover_pool
+from yurt_iot.iot.pool import PoolScope, served_pool
 from yurt_iot.kube import KubeClient, KubeMetrics
 from yurt_iot.ops import OpsServer
 from yurt_iot.runtime.deviceapi import DeviceApi
@@ -75,7 +75,7 @@ async def native_backend(options: NativeOptions, *, kube: KubeClient | None = No
     async with contextlib.AsyncExitStack() as stack:
         if kube is None:
             kube = await stack.enter_async_context(KubeClient.from_kubeconfig(options.kubeconfig))
-        pool = options.pool or await discover_pool(kube, options.node_name or "")
+        pool = await served_pool(kube, options.pool, options.node_name)
         metrics = RuntimeMetrics()
         kube_metrics = KubeMetrics(metrics.registry)
         sink = await stack.enter_async_context(
