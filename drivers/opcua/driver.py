@@ -51,9 +51,40 @@ class _Device:
     timeout: float
     points: dict[str, Point]
     watches: list[int] = field(default_factory=list)
+    plans: dict[tuple[str, ...], _ReadPlan] = field(default_factory=dict)
+    """By the resources read: the same few sets come back every poll."""
 
     def failure(self, point: Point, reason: str) -> ResourceFailure:
         return ResourceFailure(f"device {self.name!r} resource {point.name!r}: {reason}")
+
+    def plan(self, resources: Sequence[str]) -> _ReadPlan:
+        key = tuple(resources)
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self.plans[key] = _ReadPlan.of(self.points, key)
+        return plan
+
+
+@dataclass(frozen=True)
+class _ReadPlan:
+    """What reading some resources takes: the variables' Read request, the methods to call, the unknown names."""
+
+    variables: tuple[Variable, ...]
+    methods: tuple[Method, ...]
+    unknown: tuple[str, ...]
+    request: ReadParameters | None
+    """The variables' values without timestamps: the runtime stamps a poll's readings itself, and timestamps
+    would cost the server and us an encode and a decode per node (and asyncua's read_attributes would log every
+    poll at INFO)."""
+
+    @classmethod
+    def of(cls, points: Mapping[str, Point], resources: Sequence[str]) -> _ReadPlan:
+        names = list(dict.fromkeys(resources))
+        variables = tuple(p for n in names if isinstance(p := points.get(n), Variable))
+        methods = tuple(p for n in names if isinstance(p := points.get(n), Method))
+        nodes = [ReadValueId(NodeId=point.node_id, AttributeId=AttributeIds.Value) for point in variables]
+        request = ReadParameters(TimestampsToReturn=TimestampsToReturn.Neither, NodesToRead=nodes) if nodes else None
+        return cls(variables, methods, tuple(n for n in names if n not in points), request)
 
 
 class OpcUaDriver(Driver):
@@ -102,30 +133,23 @@ class OpcUaDriver(Driver):
     async def read(self, device: str, resources: Sequence[str]) -> ReadResult:
         """Read the variables in one Read request and call the methods in one Call request."""
         target = self._device(device)
+        plan = target.plan(resources)
         result = ReadResult()
-        variables: list[Variable] = []
-        methods: list[Method] = []
-        for name in dict.fromkeys(resources):
-            point = target.points.get(name)
-            if point is None:
-                result.errors[name] = ResourceFailure(f"device {device!r} has no resource {name!r}")
-            elif isinstance(point, Variable):
-                variables.append(point)
-            else:
-                methods.append(point)
+        for name in plan.unknown:
+            result.errors[name] = ResourceFailure(f"device {device!r} has no resource {name!r}")
 
         async def exchange(connection: Connection) -> None:
-            if variables:
-                data = await connection.client.uaclient.read(_value_read(variables))
+            if plan.request is not None:
+                data = await connection.client.uaclient.read(plan.request)
                 result.requests += 1
-                for point, value in zip(variables, data, strict=True):
+                for point, value in zip(plan.variables, data, strict=True):
                     _decode(target, point, value, result)
-            if methods:
-                await _call(target, connection, methods, result)
+            if plan.methods:
+                await _call(target, connection, plan.methods, result)
 
-        if variables or methods:
-            what = " and ".join(text for text in (_count(variables, "node"), _count(methods, "method")) if text)
-            await target.session.request(f"reading {what}", target.timeout, exchange)
+        if plan.variables or plan.methods:
+            counts = (_count(plan.variables, "node"), _count(plan.methods, "method"))
+            await target.session.request(f"reading {' and '.join(t for t in counts if t)}", target.timeout, exchange)
         return result
 
     async def write(self, device: str, values: Mapping[str, Value]) -> None:
@@ -200,15 +224,7 @@ def _decode(device: _Device, point: Variable, data: DataValue, result: ReadResul
         result.errors[point.name] = device.failure(point, f"{point.node_id.to_string()}: {error}")
 
 
-def _value_read(variables: Sequence[Variable]) -> ReadParameters:
-    """A Read of the variables' values without timestamps: the runtime stamps a poll's readings itself, and the
-    timestamps would cost the server and us an encode and a decode per node (and asyncua's read_attributes would
-    log every poll at INFO)."""
-    nodes = [ReadValueId(NodeId=point.node_id, AttributeId=AttributeIds.Value) for point in variables]
-    return ReadParameters(TimestampsToReturn=TimestampsToReturn.Neither, NodesToRead=nodes)
-
-
-async def _call(device: _Device, connection: Connection, methods: list[Method], result: ReadResult) -> None:
+async def _call(device: _Device, connection: Connection, methods: Sequence[Method], result: ReadResult) -> None:
     """Call the methods in one Call request; the first output argument of each is its resource's value."""
     requests: list[CallMethodRequest] = []
     called: list[Method] = []
